@@ -1,0 +1,22 @@
+"""The ComfyUI layer: thin V3 nodes over ``trainer_core``.
+
+Each module in ``NODE_MODULES`` defines its node classes and lists them in ``NODES``.
+"""
+
+import importlib
+
+from comfy_api.latest import ComfyExtension
+
+NODE_MODULES = (
+    "dataset_loader",
+    "frame_trimmer",
+    "latent_precompute",
+)
+
+
+class LTX23TrainerExtension(ComfyExtension):
+    async def get_node_list(self):
+        nodes = []
+        for name in NODE_MODULES:
+            nodes.extend(importlib.import_module(f"{__name__}.{name}").NODES)
+        return nodes
