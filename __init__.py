@@ -5,6 +5,7 @@ ComfyUI from starting: any import problem is logged with what to do about it, an
 """
 
 import logging
+import os
 
 WEB_DIRECTORY = "./web"
 
@@ -17,8 +18,9 @@ async def comfy_entrypoint():
     except Exception as exc:  # noqa: BLE001 - ComfyUI's start-up must survive any failure of this pack
         _log.error(
             "[LTX-2.3 Trainer] could not load its nodes (%s: %s). Install the pack's requirements into "
-            "ComfyUI's Python: `python -m pip install -r custom_nodes/%s/requirements.txt`, then restart ComfyUI.",
-            type(exc).__name__, exc, __name__.rsplit(".", 1)[-1], exc_info=True,
+            "ComfyUI's Python: `python -m pip install -r %s`, then restart ComfyUI.",
+            type(exc).__name__, exc, os.path.join(os.path.dirname(os.path.abspath(__file__)), "requirements.txt"),
+            exc_info=True,
         )
         from comfy_api.latest import ComfyExtension
 

@@ -8,6 +8,7 @@ checkpointed. Resuming therefore replays the same steps an uninterrupted run tak
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import time
 from pathlib import Path
@@ -54,6 +55,16 @@ class NonFiniteLoss(RuntimeError):
     pass
 
 
+def _outside_inference_mode(method):
+    """ComfyUI runs every node under ``torch.inference_mode()``; tensors made there (LoRA weights, optimizer
+    state) could never be trained. Every entry point of the trainer therefore leaves inference mode."""
+    @functools.wraps(method)
+    def wrapper(*args, **kwargs):
+        with torch.inference_mode(False):
+            return method(*args, **kwargs)
+    return wrapper
+
+
 def epoch_batches(data: TrainingData, batch_size: int, seed: int, epoch: int) -> list[list[int]]:
     """Shuffled batches of one epoch. Items only share a batch when their shapes and fps agree; a bucket with fewer
     items than the batch size still trains, in a smaller batch, rather than being dropped."""
@@ -71,6 +82,7 @@ def epoch_batches(data: TrainingData, batch_size: int, seed: int, epoch: int) ->
 
 
 class LoraTrainer:
+    @_outside_inference_mode
     def __init__(self, denoiser: Denoiser, data: TrainingData, config: TrainConfig, output_dir: str | Path,
                  on_event: Callable[[TrainEvent], None] | None = None,
                  should_stop: Callable[[], bool] | None = None, buckets=()):
@@ -123,6 +135,7 @@ class LoraTrainer:
 
     # -- resume --------------------------------------------------------------------------------------------------
 
+    @_outside_inference_mode
     def resume(self, checkpoint: str | Path) -> None:
         state = load_checkpoint(checkpoint)
         problems = self.cfg.resume_mismatches(state["config"])
@@ -141,11 +154,12 @@ class LoraTrainer:
 
     # -- the loop ------------------------------------------------------------------------------------------------
 
+    @_outside_inference_mode
     def run(self) -> TrainResult:
         checkpoints: list[str] = []
         self.denoiser.set_gradient_checkpointing(self.cfg.gradient_checkpointing)
         sec_per_step = None
-        with self.lora.attached(), torch.inference_mode(False), torch.enable_grad():
+        with self.lora.attached(), torch.enable_grad():
             while self.step < self.cfg.steps:
                 if self.should_stop():
                     checkpoints.append(str(self._checkpoint()))

@@ -1,0 +1,192 @@
+"""``trainer_core.denoiser.Denoiser`` over the LTX-2 / LTX-2.3 model ComfyUI loaded.
+
+The DiT is ComfyUI's own ``LTXAVModel``: its patchify, timestep embeddings, RoPE and output layers run as in
+sampling; only the transformer blocks are swapped, through ComfyUI's ``patches_replace["dit"]`` hook, for the
+autograd-safe ``training_block_forward`` (optionally under per-block gradient checkpointing). Nothing is
+changed in the user's model: the hooks live in this call's ``transformer_options``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+
+import torch
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from ..trainer_core.denoiser import DenoiserInput, DenoiserOutput
+from .comfy_training_block import training_block_forward
+
+
+class TrainingForwardMismatch(RuntimeError):
+    pass
+
+
+def ltx_version(diffusion_model) -> str:
+    """ComfyUI has no version field: LTX-2.3 is the flag set its metadata switches on."""
+    return "ltx-2.3" if getattr(diffusion_model, "cross_attention_adaln", False) else "ltx-2.0"
+
+
+class ComfyLTXDenoiser:
+    def __init__(self, diffusion_model: nn.Module):
+        self.dm = diffusion_model
+        self.base_model_version = ltx_version(diffusion_model)
+        self.checkpointing = True
+        self.dtype = next(diffusion_model.parameters()).dtype
+
+    def context_widths(self) -> tuple[int, int]:
+        dm = self.dm
+        if dm.caption_proj_before_connector:
+            return dm.cross_attention_dim, dm.audio_cross_attention_dim
+        return dm.caption_channels, dm.caption_channels
+
+    def lora_targets(self) -> dict[str, nn.Linear]:
+        return {name: m for name, m in self.dm.named_modules()
+                if isinstance(m, nn.Linear) and name.startswith("transformer_blocks.")}
+
+    def base_parameters(self) -> list[nn.Parameter]:
+        return list(self.dm.parameters())
+
+    def set_gradient_checkpointing(self, enabled: bool) -> None:
+        self.checkpointing = enabled
+
+    def __call__(self, inputs: DenoiserInput) -> DenoiserOutput:
+        x = [inputs.video.to(self.dtype)]
+        audio_t = inputs.sigma
+        if inputs.audio is not None:
+            x.append(inputs.audio.to(self.dtype))
+            audio_t = inputs.audio_timesteps
+        replace = {("double_block", i): self._block(i) for i in range(len(self.dm.transformer_blocks))}
+        out = self.dm(x, (inputs.video_timesteps, audio_t), inputs.context.to(self.dtype), frame_rate=inputs.fps,
+                      transformer_options={"patches_replace": {"dit": replace}})
+        if isinstance(out, (list, tuple)):
+            return DenoiserOutput(video=out[0], audio=out[1])
+        return DenoiserOutput(video=out)
+
+    def _block(self, index: int):
+        # Bound by index: ComfyUI's ``original_block`` closes over its loop variable, so a checkpoint recompute
+        # calling it later would run the last block instead.
+        block = self.dm.transformer_blocks[index]
+
+        def run(args, extra):
+            kwargs = dict(args)
+            vx, ax = kwargs.pop("img")
+            if self.checkpointing and torch.is_grad_enabled():
+                out = checkpoint(_run_block, block, vx, ax, kwargs, use_reentrant=False)
+            else:
+                out = _run_block(block, vx, ax, kwargs)
+            return {"img": out}
+
+        return run
+
+
+def _run_block(block, vx, ax, kwargs):
+    return training_block_forward(block, (vx, ax), **kwargs)
+
+
+@contextlib.contextmanager
+def trainable_view(diffusion_model: nn.Module):
+    """Lets autograd use the model's weights for the duration of training.
+
+    ComfyUI loads weights inside ``torch.inference_mode()``, and autograd refuses to save inference tensors for
+    backward. Each such parameter is swapped for a zero-copy alias of the same memory (made through DLPack, which
+    yields a normal tensor), and the original parameter objects are put back afterwards: the values never change
+    and no memory is copied.
+    """
+    swapped = []
+    try:
+        # Outside inference mode, or the aliases would be inference tensors again (nodes run inside it).
+        with torch.inference_mode(False):
+            _swap_in_aliases(diffusion_model, swapped)
+        yield
+    finally:
+        for module, name, param in swapped:
+            module._parameters[name] = param
+
+
+def _swap_in_aliases(diffusion_model: nn.Module, swapped: list) -> None:
+    for module in diffusion_model.modules():
+        for name, param in list(module._parameters.items()):
+            if param is None or not param.is_inference():
+                continue
+            try:
+                alias = torch.from_dlpack(param.detach())
+            except (RuntimeError, TypeError, BufferError):
+                # Quantized or exotic tensors have no DLPack form; ComfyUI's cast path copies those per use.
+                continue
+            module._parameters[name] = nn.Parameter(alias, requires_grad=False)
+            swapped.append((module, name, param))
+
+
+@dataclasses.dataclass
+class ParityReport:
+    max_rel_error: float
+    tolerance: float
+    comfyui_version: str
+
+    @property
+    def ok(self) -> bool:
+        return self.max_rel_error <= self.tolerance
+
+
+class _Captured(Exception):
+    pass
+
+
+def check_block_parity(diffusion_model: nn.Module, block_index: int = 0, seed: int = 0) -> ParityReport:
+    """Runs the first block of the loaded model both ways on a small random input and compares.
+
+    The block arguments come from the real model (its own timestep embeddings, RoPE and context projection) by
+    running its forward up to block ``block_index`` and stopping there. ComfyUI's block mutates its inputs, so it
+    gets clones.
+    """
+    dm = diffusion_model
+    device = next(dm.parameters()).device
+    dtype = next(dm.parameters()).dtype
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    widths = ComfyLTXDenoiser(dm).context_widths()
+    video = torch.randn(1, dm.in_channels, 2, 2, 2, generator=gen).to(device, dtype)
+    audio = torch.randn(1, dm.num_audio_channels, 3, dm.audio_frequency_bins, generator=gen).to(device, dtype)
+    context = torch.randn(1, 8, sum(widths), generator=gen).to(device, dtype)
+    sigma = torch.tensor([0.6], device=device)
+    captured = {}
+
+    def capture(args, extra):
+        captured.update(args)
+        raise _Captured
+
+    with torch.no_grad():
+        try:
+            dm([video, audio], (sigma, sigma), context, frame_rate=24.0,
+               transformer_options={"patches_replace": {"dit": {("double_block", block_index): capture}}})
+        except _Captured:
+            pass
+        kwargs = dict(captured)
+        vx, ax = kwargs.pop("img")
+        block = dm.transformer_blocks[block_index]
+        stock = block((vx.clone(), ax.clone()), **kwargs)
+        ours = training_block_forward(block, (vx.clone(), ax.clone()), **kwargs)
+    errors = [((a.float() - b.float()).norm() / b.float().norm().clamp_min(1e-12)).item() for a, b in zip(ours, stock)]
+    tolerance = 1e-5 if dtype in (torch.float32, torch.float64) else 2e-2
+    return ParityReport(max(errors), tolerance, _comfyui_version())
+
+
+def _comfyui_version() -> str:
+    try:
+        import comfyui_version
+
+        return comfyui_version.__version__
+    except ImportError:
+        return "unknown"
+
+
+def ensure_training_forward_matches(diffusion_model: nn.Module) -> ParityReport:
+    report = check_block_parity(diffusion_model)
+    if not report.ok:
+        raise TrainingForwardMismatch(
+            f"ComfyUI {report.comfyui_version} computes the LTX transformer block differently from this pack's "
+            f"training forward (relative difference {report.max_rel_error:.2e}, allowed {report.tolerance:.0e}). "
+            "Training would optimise a different function than the one you sample with, so it was not started. "
+            "Update the LTX-2.3 Trainer pack, or use the ComfyUI version it supports (v0.20.x).")
+    return report

@@ -1,0 +1,167 @@
+"""The trainer's forward through ComfyUI's own LTX model: parity with ComfyUI, exact gradients, the start-up
+self-check, and training on weights loaded under inference mode without touching the user's model."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+import tiny_checkpoint as tc
+import torch
+
+
+@pytest.fixture(scope="module")
+def pack_modules(comfy_pack):
+    name = comfy_pack.module.__name__
+
+    def load(sub):
+        return importlib.import_module(f"{name}.{sub}")
+
+    return load
+
+
+def _dit(version: str, dtype=torch.float32, seed: int = 0):
+    """A tiny LTXAVModel built the way ComfyUI builds it, with random weights (float64 for the gradient check)."""
+    import comfy.ops
+    from comfy.ldm.lightricks.av_model import LTXAVModel
+
+    cfg = tc.checkpoint_config(version)["transformer"]
+    dm = LTXAVModel(**cfg, dtype=dtype, device="cpu", operations=comfy.ops.disable_weight_init)
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in dm.named_parameters():
+            if p.ndim == 1 and "norm" in name and name.endswith(".weight"):
+                p.fill_(1.0)
+            else:
+                p.copy_(torch.randn(p.shape, generator=gen, dtype=torch.float64).mul(0.3 / max(1, p.shape[-1]) ** 0.5))
+    return dm
+
+
+def _inputs(dm, audio: bool, dtype=torch.float32, seed: int = 1):
+    gen = torch.Generator().manual_seed(seed)
+    widths = sum((dm.cross_attention_dim, dm.audio_cross_attention_dim) if dm.caption_proj_before_connector
+                 else (dm.caption_channels, dm.caption_channels))
+    x = [torch.randn(1, 128, 3, 2, 2, generator=gen, dtype=dtype)]
+    if audio:
+        x.append(torch.randn(1, 8, 5, 16, generator=gen, dtype=dtype))
+    timesteps = torch.full((1, 12), 0.7, dtype=dtype)
+    timesteps[:, :4] = 0.0
+    return x, timesteps, torch.randn(1, 6, widths, generator=gen, dtype=dtype)
+
+
+def _forward(dm, x, timesteps, context, block_fn=None):
+    replace = {}
+    if block_fn is not None:
+        replace = {("double_block", i): block_fn(i) for i in range(len(dm.transformer_blocks))}
+    a_t = torch.full((1,), 0.7, dtype=timesteps.dtype)
+    out = dm([t.clone() for t in x], (timesteps, a_t), context, frame_rate=24.0,
+             transformer_options={"patches_replace": {"dit": replace}})
+    return out if isinstance(out, list) else [out]
+
+
+@pytest.mark.parametrize("version", ["2.3", "2.0"])
+@pytest.mark.parametrize("audio", [True, False])
+def test_training_forward_equals_comfyui_forward(pack_modules, version, audio):
+    denoiser_mod = pack_modules("nodes.comfy_denoiser")
+    dm = _dit(version)
+    x, timesteps, context = _inputs(dm, audio)
+    den = denoiser_mod.ComfyLTXDenoiser(dm)
+    assert den.base_model_version == ("ltx-2.3" if version == "2.3" else "ltx-2.0")
+    with torch.no_grad():
+        stock = _forward(dm, x, timesteps, context)
+        ours = _forward(dm, x, timesteps, context, den._block)
+    assert len(ours) == len(stock) == (2 if audio else 1)
+    for a, b in zip(ours, stock):
+        assert ((a - b).norm() / b.norm()).item() <= 1e-5
+    assert denoiser_mod.check_block_parity(dm).ok
+
+
+@pytest.mark.parametrize("checkpointing", [False, True])
+def test_float64_gradients_match_central_finite_differences(pack_modules, checkpointing):
+    denoiser_mod = pack_modules("nodes.comfy_denoiser")
+    lora_mod = pack_modules("trainer_core.lora")
+    dm = _dit("2.3", dtype=torch.float64)
+    x, timesteps, context = _inputs(dm, audio=True, dtype=torch.float64)
+    den = denoiser_mod.ComfyLTXDenoiser(dm)
+    den.set_gradient_checkpointing(checkpointing)
+    targets = lora_mod.select_targets(den.lora_targets(), ["video_attn", "video_ff", "audio_attn", "av_cross_attn"])
+    lora = lora_mod.LoraSet(targets, rank=2, alpha=2, seed=3).double()
+    gen = torch.Generator().manual_seed(4)
+    with torch.no_grad():
+        for a in lora.adapters:
+            a.lora_B.copy_(torch.randn(a.lora_B.shape, generator=gen, dtype=torch.float64) * 0.2)
+    proj = [torch.randn(t.shape, generator=torch.Generator().manual_seed(9), dtype=torch.float64) for t in x]
+
+    def scalar():
+        outs = _forward(dm, x, timesteps, context, den._block)
+        return sum((o * p).sum() for o, p in zip(outs, proj))
+
+    with lora.attached():
+        with torch.enable_grad():
+            scalar().backward()
+        by_name = dict(lora.items())
+        probes = [("transformer_blocks.0.attn1.to_q", "lora_A", (1, 5)),
+                  ("transformer_blocks.0.attn2.to_k", "lora_B", (3, 0)),
+                  ("transformer_blocks.1.ff.net.2", "lora_A", (0, 17)),
+                  ("transformer_blocks.0.audio_attn1.to_v", "lora_B", (2, 1)),
+                  ("transformer_blocks.1.audio_to_video_attn.to_out.0", "lora_A", (1, 2)),
+                  ("transformer_blocks.0.video_to_audio_attn.to_q", "lora_B", (0, 1))]
+        for name, which, idx in probes:
+            param = getattr(by_name[name], which)
+            h = 1e-6
+            with torch.no_grad():
+                orig = param[idx].item()
+                param[idx] = orig + h
+                up = scalar().item()
+                param[idx] = orig - h
+                down = scalar().item()
+                param[idx] = orig
+            numeric = (up - down) / (2 * h)
+            # Rounding of the float64 differences is ~1e-9 here; the known wrong-gradient traps are off by 0.2-9 %.
+            assert param.grad[idx].item() == pytest.approx(numeric, rel=1e-5, abs=1e-8), (name, which)
+
+
+def test_self_check_refuses_a_changed_comfyui_block(pack_modules, monkeypatch):
+    denoiser_mod = pack_modules("nodes.comfy_denoiser")
+    from comfy.ldm.lightricks.av_model import BasicAVTransformerBlock
+
+    dm = _dit("2.3")
+    assert denoiser_mod.ensure_training_forward_matches(dm).ok
+    original = BasicAVTransformerBlock.forward
+
+    def changed(self, x, **kwargs):
+        vx, ax = original(self, x, **kwargs)
+        return vx * 1.01, ax
+
+    monkeypatch.setattr(BasicAVTransformerBlock, "forward", changed)
+    with pytest.raises(denoiser_mod.TrainingForwardMismatch, match=r"ComfyUI \S+ computes the LTX transformer"):
+        denoiser_mod.ensure_training_forward_matches(dm)
+
+
+def test_trains_on_inference_mode_weights_and_leaves_the_model_as_it_was(pack_modules, tiny_ltx23_ckpt, run_node,
+                                                                          tmp_path):
+    denoiser_mod = pack_modules("nodes.comfy_denoiser")
+    config_mod = pack_modules("trainer_core.config")
+    trainer_mod = pack_modules("trainer_core.trainer")
+    data_mod = pack_modules("trainer_core.training_data")
+    model, _, _ = run_node("CheckpointLoaderSimple", ckpt_name=tiny_ltx23_ckpt)
+    dm = model.model.diffusion_model
+    params_before = {n: p for n, p in dm.named_parameters()}
+    values_before = {n: p.clone() for n, p in params_before.items()}
+    assert all(p.is_inference() for p in params_before.values())
+    inputs = tc.build_inputs(model, frames=2, height=2, width=3)
+    gen = torch.Generator().manual_seed(0)
+    item = data_mod.TrainItem("clip", torch.randn(128, 2, 2, 3, generator=gen), inputs["context"][0], fps=24.0)
+    data = data_mod.InMemoryData([item], empty=torch.zeros_like(item.context))
+    cfg = config_mod.recipe_config("style", steps=40, rank=4, alpha=4, learning_rate=2e-2, caption_dropout=0.0,
+                                   mixed_precision="no", sigma_uniform_prob=0.0, schedule="constant",
+                                   checkpoint_every=40)
+    with torch.inference_mode():
+        with denoiser_mod.trainable_view(dm):
+            trainer = trainer_mod.LoraTrainer(denoiser_mod.ComfyLTXDenoiser(dm), data, cfg, tmp_path)
+            losses = trainer.run().losses
+    assert sum(losses[-8:]) / 8 < 0.85 * sum(losses[:8]) / 8
+    after = dict(dm.named_parameters())
+    assert all(after[n] is params_before[n] for n in params_before), "original parameter objects must be restored"
+    assert all(torch.equal(after[n], values_before[n]) for n in params_before)
+    assert all(not m._forward_hooks for m in dm.modules())
