@@ -65,6 +65,8 @@ class LoraFile:
     source_format: str
     """"ltx23-trainer", "peft" (ltx-trainer and other PEFT savers) or "kohya"."""
     rank: int
+    path: str | None = None
+    """Where the weights live on disk, when they do."""
 
 
 def read_lora(path: str | os.PathLike) -> LoraFile:
@@ -100,7 +102,7 @@ def read_lora(path: str | os.PathLike) -> LoraFile:
         weights[name] = (A.float(), B.float() * scale)
     ranks = {A.shape[0] for A, _ in weights.values()}
     fmt = "ltx23-trainer" if metadata.get("pack") == PACK_NAME else ("kohya" if kohya else "peft")
-    return LoraFile(weights=weights, metadata=metadata, source_format=fmt, rank=max(ranks))
+    return LoraFile(weights=weights, metadata=metadata, source_format=fmt, rank=max(ranks), path=str(path))
 
 
 def _module_path(key: str) -> str:
