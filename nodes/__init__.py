@@ -11,10 +11,16 @@ NODE_MODULES = (
     "dataset_loader",
     "frame_trimmer",
     "latent_precompute",
+    "lora_trainer",
 )
 
 
 class LTX23TrainerExtension(ComfyExtension):
+    async def on_load(self):
+        from .progress import register_routes
+
+        register_routes()
+
     async def get_node_list(self):
         nodes = []
         for name in NODE_MODULES:

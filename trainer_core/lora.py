@@ -96,11 +96,6 @@ class LoraSet(nn.Module):
         self._targets = targets
         self._handles = []
 
-    def to_device_of_targets(self) -> "LoraSet":
-        for adapter, module in zip(self.adapters, self._targets.values()):
-            adapter.to(module.weight.device)
-        return self
-
     def items(self):
         return zip(self.names, self.adapters)
 

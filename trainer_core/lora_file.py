@@ -28,27 +28,31 @@ _PAIR_SUFFIXES = (
 )
 
 
-def save_comfy_lora(path: str | os.PathLike, weights: dict[str, tuple[torch.Tensor, torch.Tensor]],
-                    metadata: dict[str, str], dtype: torch.dtype = torch.bfloat16,
-                    drop_zero: bool = False) -> dict:
-    """Write ``{module: (A, B_scaled)}`` (delta W = B_scaled @ A) as a ComfyUI LoRA, atomically.
-
-    ``drop_zero`` leaves out adapters whose B is exactly zero: they never received a gradient (audio and
-    cross-modal branches of a video-only run) and only make the file bigger.
-    Returns a summary: modules written and dropped, bytes on disk.
-    """
-    from safetensors.torch import save_file
-
+def comfy_state_dict(weights: dict[str, tuple[torch.Tensor, torch.Tensor]], dtype: torch.dtype = torch.bfloat16,
+                     drop_zero: bool = False) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """``{module: (A, B_scaled)}`` as ComfyUI LoRA keys (what ``comfy.sd.load_lora_for_models`` takes); also the
+    modules left out by ``drop_zero`` (adapters whose B is exactly zero never received a gradient, e.g. the audio
+    and cross-modal branches of a video-only run, and only make the file bigger)."""
     tensors, dropped = {}, []
     for name, (A, B) in weights.items():
         if drop_zero and not torch.any(B):
             dropped.append(name)
             continue
-        rank = A.shape[0]
         key = COMFY_PREFIX + name
         tensors[f"{key}.lora_A.weight"] = A.detach().to("cpu", dtype).contiguous()
         tensors[f"{key}.lora_B.weight"] = B.detach().to("cpu", dtype).contiguous()
-        tensors[f"{key}.alpha"] = torch.tensor(float(rank))
+        tensors[f"{key}.alpha"] = torch.tensor(float(A.shape[0]))
+    return tensors, dropped
+
+
+def save_comfy_lora(path: str | os.PathLike, weights: dict[str, tuple[torch.Tensor, torch.Tensor]],
+                    metadata: dict[str, str], dtype: torch.dtype = torch.bfloat16,
+                    drop_zero: bool = False) -> dict:
+    """Write ``{module: (A, B_scaled)}`` (delta W = B_scaled @ A) as a ComfyUI LoRA, atomically.
+    Returns a summary: modules written and dropped, bytes on disk."""
+    from safetensors.torch import save_file
+
+    tensors, dropped = comfy_state_dict(weights, dtype, drop_zero)
     if not tensors:
         raise ValueError("no LoRA module to save: every adapter is zero (did training run any step?)")
     meta = {k: v if isinstance(v, str) else json.dumps(v) for k, v in metadata.items()}

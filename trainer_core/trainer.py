@@ -85,7 +85,7 @@ class LoraTrainer:
     @_outside_inference_mode
     def __init__(self, denoiser: Denoiser, data: TrainingData, config: TrainConfig, output_dir: str | Path,
                  on_event: Callable[[TrainEvent], None] | None = None,
-                 should_stop: Callable[[], bool] | None = None, buckets=()):
+                 should_stop: Callable[[], bool] | None = None, buckets=(), device: torch.device | None = None):
         self.denoiser = denoiser
         self.data = data
         self.cfg = config.validate()
@@ -97,9 +97,9 @@ class LoraTrainer:
         if len(data) == 0:
             raise ValueError("the training data is empty: precompute at least one sample first")
         targets = select_targets(denoiser.lora_targets(), self.cfg.targets)
-        self.lora = LoraSet(targets, self.cfg.rank, self.cfg.alpha, seed=self.cfg.seed).to_device_of_targets()
-        first = next(iter(targets.values())).weight
-        self.device = first.device
+        # Offloaded (streamed) layers keep their weights elsewhere, so the compute device is given, not guessed.
+        self.device = torch.device(device) if device is not None else next(iter(targets.values())).weight.device
+        self.lora = LoraSet(targets, self.cfg.rank, self.cfg.alpha, seed=self.cfg.seed).to(self.device)
         self.sampler = objective.SigmaSampler(uniform_prob=self.cfg.sigma_uniform_prob)
         self.optimizer = self._make_optimizer()
         self.generator = torch.Generator().manual_seed(self.cfg.seed)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 import logging
 from pathlib import Path
 
@@ -86,6 +87,8 @@ class LogRecorder(logging.Handler):
 def run_node(node, unique_id: str = "1", **inputs) -> NodeRun:
     """One node execution the way ComfyUI's executor does it (needs the ``comfy_env`` fixture active).
 
+    Widgets not given take their defaults, as the front end fills them in.
+
     ``node`` is a registered node_id (core or pack) or a node class. Inputs are given by name, one upstream value
     each (wrap in ``Listed`` to pass a list output). The node runs under ``torch.inference_mode()`` with
     ComfyUI's own code filling V3 hidden inputs (``unique_id`` ...), list inputs and async ``execute``.
@@ -95,6 +98,7 @@ def run_node(node, unique_id: str = "1", **inputs) -> NodeRun:
     import torch
 
     node_cls = nodes.NODE_CLASS_MAPPINGS[node] if isinstance(node, str) else node
+    inputs = {**_widget_defaults(node_cls), **inputs}
 
     async def run():
         plain = {k: v for k, v in inputs.items() if not isinstance(v, Listed)}
@@ -110,3 +114,37 @@ def run_node(node, unique_id: str = "1", **inputs) -> NodeRun:
         outputs, ui, _ = asyncio.run(run())
     is_list = getattr(node_cls, "OUTPUT_IS_LIST", None) or [False] * len(outputs)
     return NodeRun(outputs=tuple(o if listed or len(o) != 1 else o[0] for o, listed in zip(outputs, is_list)), ui=ui)
+
+
+def _widget_defaults(node_cls) -> dict:
+    """What the front end puts in a prompt for widgets the user left alone: each input's default."""
+    defaults = {}
+    spec = node_cls.INPUT_TYPES()
+    for section in ("required", "optional"):
+        for name, entry in spec.get(section, {}).items():
+            if len(entry) > 1 and isinstance(entry[1], dict) and "default" in entry[1]:
+                defaults[name] = entry[1]["default"]
+    return defaults
+
+
+class FakeClip:
+    """Stands in for ComfyUI's LTX text encoder (Gemma 3 12B cannot be built tiny): ``tokenize`` +
+    ``encode_from_tokens_scheduled`` with ComfyUI's output format, raw (unprocessed) features, one token per word.
+    ``width`` is the raw width the model's connectors take: ``tiny_checkpoint.raw_text_width(version)``."""
+
+    def __init__(self, width: int):
+        self.width = width
+        self.encoded = []
+
+    def tokenize(self, text):
+        return text.split()
+
+    def encode_from_tokens_scheduled(self, tokens):
+        self.encoded.append(" ".join(tokens))
+        return [[self.raw(" ".join(tokens)), {"pooled_output": None, "unprocessed_ltxav_embeds": True}]]
+
+    def raw(self, text):
+        import torch
+
+        seed = int(hashlib.sha256(text.encode()).hexdigest()[:8], 16)
+        return torch.randn(1, len(text.split()) + 1, self.width, generator=torch.Generator().manual_seed(seed))

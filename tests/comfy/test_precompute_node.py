@@ -7,7 +7,6 @@ width the tiny 2.3 DiT's connectors take (cross + audio cross = 24, as the real 
 
 from __future__ import annotations
 
-import hashlib
 
 import av
 import numpy as np
@@ -16,28 +15,10 @@ import tiny_checkpoint as tc
 import torch
 from safetensors.torch import load_file
 
+from comfy_harness import FakeClip
 from trainer_core.samples import Sample
 
 NODE_ID = "LTX23Trainer_LatentPrecompute"
-
-
-class FakeClip:
-    """``tokenize`` + ``encode_from_tokens_scheduled`` with ComfyUI's LTX output format, one token per word."""
-
-    def __init__(self, width: int):
-        self.width = width
-        self.encoded = []
-
-    def tokenize(self, text):
-        return text.split()
-
-    def encode_from_tokens_scheduled(self, tokens):
-        self.encoded.append(" ".join(tokens))
-        return [[self.raw(" ".join(tokens)), {"pooled_output": None, "unprocessed_ltxav_embeds": True}]]
-
-    def raw(self, text):
-        seed = int(hashlib.sha256(text.encode()).hexdigest()[:8], 16)
-        return torch.randn(1, len(text.split()) + 1, self.width, generator=torch.Generator().manual_seed(seed))
 
 
 def write_clip(path, frames=20, fps=24, width=80, height=48, audio=True):

@@ -193,6 +193,15 @@ def context_width(version: str = "2.3") -> int:
     return 2 * cfg["caption_channels"]
 
 
+def raw_text_width(version: str = "2.3") -> int:
+    """Width of *raw* text-encoder output the tiny model's connectors take (2.3: video + audio cross widths,
+    standing in for 4096 + 2048; 2.0: caption_channels, standing in for 3840)."""
+    cfg = TRANSFORMER_CONFIGS[version]
+    if cfg.get("caption_proj_before_connector"):
+        return cfg["cross_attention_dim"] + cfg["audio_cross_attention_dim"]
+    return cfg["caption_channels"]
+
+
 def _randomize(module: torch.nn.Module, generator: torch.Generator,
                fan_in_scale: bool = False) -> dict[str, torch.Tensor]:
     # comfy.ops.disable_weight_init leaves parameters uninitialised, so every parameter is written here.

@@ -1,0 +1,173 @@
+"""LoRA Trainer node: trains an LTX-2.3 LoRA through the MODEL ComfyUI already loaded.
+
+The loaded model is never changed: training runs on a clone, the LoRA lives in forward hooks that are removed
+afterwards, and the weights ComfyUI loaded under inference mode are used through zero-copy aliases
+(``comfy_denoiser.trainable_view``). Cancel from ComfyUI saves a resumable checkpoint first; queue the node again
+with "resume" on to continue exactly where it stopped.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+import torch
+from comfy_api.latest import io
+
+from ..trainer_core.checkpoints import latest_checkpoint
+from ..trainer_core.config import RECIPES, TrainConfig, recipe_config
+from ..trainer_core.lora_file import LoraFile, comfy_state_dict
+from ..trainer_core.trainer import LoraTrainer, NonFiniteLoss
+from .comfy_denoiser import ComfyLTXDenoiser, ensure_training_forward_matches, trainable_view
+from .progress import TrainingProgress
+
+LATENT_CACHE = io.Custom("LTX23_LATENT_CACHE")
+LORA = io.Custom("LTX23_LORA")
+RUNS_FOLDER = os.path.join("ltx23_trainer", "runs")
+_DEFAULTS = TrainConfig()
+
+
+def run_folder(run_name: str, resume: bool) -> str:
+    """``output/ltx23_trainer/runs/<name>``. A new run never reuses a folder that holds checkpoints: it takes the
+    next free ``<name>_N``, so earlier runs are never overwritten."""
+    import folder_paths
+
+    name = re.sub(r"[^\w.-]+", "_", run_name.strip()) or "ltx23_lora"
+    base = os.path.join(folder_paths.get_output_directory(), RUNS_FOLDER)
+    path = os.path.join(base, name)
+    if resume:
+        if latest_checkpoint(os.path.join(path, "checkpoints")) is None:
+            raise ValueError(f"nothing to resume: {path} has no checkpoints. Turn 'resume' off to start the run, "
+                             f"or set run_name to the run you want to continue.")
+        return path
+    n = 1
+    while latest_checkpoint(os.path.join(path, "checkpoints")) is not None:
+        n += 1
+        path = os.path.join(base, f"{name}_{n}")
+    return path
+
+
+def _targets(text: str, recipe: str) -> tuple[str, ...]:
+    parts = tuple(t.strip() for t in re.split(r"[,\s]+", text) if t.strip())
+    return parts or RECIPES[recipe].get("targets", _DEFAULTS.targets)
+
+
+class LoraTrainerNode(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="LTX23Trainer_LoraTrainer",
+            display_name="LTX-2.3 LoRA Trainer",
+            category="LTX-2.3 Trainer/Train",
+            description="Trains a LoRA on the precomputed latents, through the LTX-2.3 model ComfyUI loaded. "
+                        "Shows loss, speed and ETA while it runs; cancel keeps a checkpoint you can resume.",
+            inputs=[
+                io.Model.Input("model", tooltip="The LTX-2.3 model to train on (the same one you sample with)."),
+                io.Custom("LTX23_LATENT_CACHE").Input("latent_cache", tooltip="From Latent Precompute."),
+                io.Combo.Input("recipe", options=list(RECIPES), default="character",
+                               tooltip="character: a person or object (attention only). style: a look "
+                                       "(attention + feed-forward). motion: how things move (also learns from "
+                                       "first-frame-conditioned clips, as image-to-video uses them)."),
+                io.String.Input("run_name", default="ltx23_lora",
+                                tooltip="Folder under output/ltx23_trainer/runs for checkpoints and the loss log."),
+                io.Int.Input("steps", default=_DEFAULTS.steps, min=1, max=100000,
+                             tooltip="Optimizer steps. 1000-2000 is typical; check checkpoints at 500/750/1000."),
+                io.Int.Input("rank", default=_DEFAULTS.rank, min=1, max=256,
+                             tooltip="LoRA capacity. 32 suits most LoRAs; 64 for complex styles; 16 if it overfits."),
+                io.Float.Input("alpha", default=_DEFAULTS.alpha, min=0.1, max=1024.0, step=0.1,
+                               tooltip="Scale alpha/rank of the LoRA update. Keep equal to rank."),
+                io.Float.Input("learning_rate", default=_DEFAULTS.learning_rate, min=1e-7, max=1e-2, step=1e-6,
+                               tooltip="1e-4 to start; 5e-5 if training is unstable."),
+                io.String.Input("trigger_word", default="",
+                                tooltip="The trigger your captions use; written into the LoRA's run card."),
+                io.Boolean.Input("resume", default=False,
+                                 tooltip="Continue this run_name from its newest checkpoint (same settings)."),
+                io.Int.Input("seed", default=_DEFAULTS.seed, min=0, max=2**31 - 1,
+                             tooltip="Same seed + same data + same settings = the same LoRA."),
+                io.Float.Input("caption_dropout", default=_DEFAULTS.caption_dropout, min=0.0, max=0.9, step=0.01,
+                               advanced=True, tooltip="Share of steps trained with an empty caption."),
+                io.Int.Input("checkpoint_every", default=_DEFAULTS.checkpoint_every, min=1, max=100000,
+                             advanced=True, tooltip="Save a resumable checkpoint (and a usable LoRA) this often."),
+                io.Int.Input("keep_checkpoints", default=_DEFAULTS.keep_checkpoints, min=0, max=1000,
+                             advanced=True, tooltip="Keep the newest N checkpoints (0 keeps all)."),
+                io.String.Input("targets", default="", advanced=True,
+                                tooltip="Modules to adapt; empty = the recipe's. Presets: video_attn, video_ff, "
+                                        "audio_attn, audio_ff, av_cross_attn; or suffixes like attn1.to_q."),
+                io.Combo.Input("schedule", options=["linear", "cosine", "constant"], default=_DEFAULTS.schedule,
+                               advanced=True, tooltip="linear: decays to 0.1x (ltx-trainer's default)."),
+                io.Int.Input("warmup_steps", default=0, min=0, max=10000, advanced=True),
+                io.Int.Input("batch_size", default=1, min=1, max=64, advanced=True,
+                             tooltip="Samples per step; only same-size samples share a batch."),
+                io.Int.Input("gradient_accumulation", default=1, min=1, max=64, advanced=True),
+                io.Boolean.Input("gradient_checkpointing", default=True, advanced=True,
+                                 tooltip="Recompute each block in backward: far less memory, ~30% slower."),
+                io.Combo.Input("mixed_precision", options=["bf16", "no"], default="bf16", advanced=True),
+                io.Combo.Input("optimizer", options=["adamw", "adamw8bit"], default="adamw", advanced=True,
+                               tooltip="adamw8bit needs bitsandbytes and saves memory on large ranks."),
+                io.Boolean.Input("train_audio", default=False, advanced=True,
+                                 tooltip="Also train the audio stream (needs audio latents in the cache)."),
+            ],
+            outputs=[
+                LORA.Output(display_name="lora", tooltip="The trained LoRA: feed Save Comfy LoRA or Validation Sweep."),
+                io.Model.Output(display_name="model", tooltip="The input model with the LoRA applied at strength 1."),
+                io.LossMap.Output(display_name="loss", tooltip="Loss per step, for ComfyUI's Loss Graph node."),
+                io.String.Output(display_name="report"),
+            ],
+            hidden=[io.Hidden.unique_id],
+            not_idempotent=True,
+        )
+
+    @classmethod
+    def execute(cls, model, latent_cache, recipe, run_name, steps, rank, alpha, learning_rate, trigger_word,
+                resume, seed, caption_dropout=_DEFAULTS.caption_dropout,
+                checkpoint_every=_DEFAULTS.checkpoint_every, keep_checkpoints=_DEFAULTS.keep_checkpoints,
+                targets="", schedule=_DEFAULTS.schedule, warmup_steps=0, batch_size=1, gradient_accumulation=1,
+                gradient_checkpointing=True, mixed_precision="bf16", optimizer="adamw",
+                train_audio=False) -> io.NodeOutput:
+        import comfy.model_management as mm
+        import comfy.sd
+
+        cfg = recipe_config(
+            recipe, steps=steps, rank=rank, alpha=alpha, learning_rate=learning_rate, trigger=trigger_word,
+            seed=seed, caption_dropout=caption_dropout, checkpoint_every=checkpoint_every,
+            keep_checkpoints=keep_checkpoints, targets=_targets(targets, recipe), schedule=schedule,
+            warmup_steps=warmup_steps, batch_size=batch_size, gradient_accumulation=gradient_accumulation,
+            gradient_checkpointing=gradient_checkpointing, mixed_precision=mixed_precision, optimizer=optimizer,
+            train_audio=train_audio)
+        data = latent_cache.open()
+        out_dir = run_folder(run_name, resume)
+        patcher = model.clone()
+        mm.load_models_gpu([patcher])
+        dm = patcher.model.diffusion_model
+        parity = ensure_training_forward_matches(dm)
+        progress = TrainingProgress(cls.hidden.unique_id, cfg.steps)
+        trainer = LoraTrainer(ComfyLTXDenoiser(dm), data, cfg, out_dir, on_event=progress.on_event,
+                              should_stop=mm.processing_interrupted, buckets=latent_cache.buckets,
+                              device=mm.get_torch_device())
+        if resume:
+            trainer.resume(os.path.join(out_dir, "checkpoints"))
+        try:
+            with trainable_view(dm):
+                result = trainer.run()
+        except NonFiniteLoss as exc:
+            raise RuntimeError(str(exc)) from None
+        if result.stopped:
+            # The checkpoint is on disk; now let ComfyUI mark the prompt as interrupted.
+            mm.throw_exception_if_processing_interrupted()
+
+        newest = latest_checkpoint(os.path.join(out_dir, "checkpoints"))
+        final = str(newest.with_suffix(".safetensors"))
+        weights = {n: (A.cpu(), B.cpu()) for n, (A, B) in result.lora.effective_weights().items()}
+        lora = LoraFile(weights=weights, metadata=trainer.metadata(), source_format="ltx23-trainer",
+                        rank=cfg.rank, path=final)
+        lora_sd, _ = comfy_state_dict(weights, dtype=torch.float32)
+        model_out, _ = comfy.sd.load_lora_for_models(model, None, lora_sd, 1.0, 0)
+        report = (f"trained {result.steps_done} steps ({cfg.recipe}, rank {cfg.rank}, {len(result.lora.names)} "
+                  f"modules) on {len(data)} samples; final loss EMA {trainer.loss_ema or float('nan'):.4f}\n"
+                  f"LoRA: {final}\ncheckpoints: {os.path.join(out_dir, 'checkpoints')}\n"
+                  f"training forward matches ComfyUI {parity.comfyui_version} (max rel. diff "
+                  f"{parity.max_rel_error:.1e})")
+        return io.NodeOutput(lora, model_out, {"loss": list(result.losses)}, report)
+
+
+NODES = [LoraTrainerNode]

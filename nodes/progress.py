@@ -1,0 +1,77 @@
+"""Training progress for the ComfyUI front end: the progress bar, live websocket events, and a small status
+route so a reloaded page can pick a running (or finished) training back up.
+
+Event ``ltx23_trainer.progress`` (and ``GET /ltx23_trainer/status`` -> ``{node_id: last event}``) carries:
+``node, state ("estimate"|"running"|"checkpoint"|"stopped"|"done"|"error"), step, total, loss, loss_ema, lr,
+sec_per_step, eta_sec, losses (the whole history on state changes, the new point otherwise), estimate, message,
+checkpoint``.
+"""
+
+from __future__ import annotations
+
+import threading
+
+EVENT = "ltx23_trainer.progress"
+_status: dict[str, dict] = {}
+_lock = threading.Lock()
+
+
+def status_snapshot() -> dict[str, dict]:
+    with _lock:
+        return {k: dict(v) for k, v in _status.items()}
+
+
+def _server():
+    try:
+        from server import PromptServer
+    except ImportError:
+        return None
+    return getattr(PromptServer, "instance", None)
+
+
+def register_routes() -> None:
+    server = _server()
+    if server is None or getattr(register_routes, "done", False):
+        return
+    from aiohttp import web
+
+    @server.routes.get("/ltx23_trainer/status")
+    async def status(request):
+        return web.json_response(status_snapshot())
+
+    register_routes.done = True
+
+
+class TrainingProgress:
+    """Forwards ``trainer_core`` events to ComfyUI: ProgressBar with loss in its text, websocket events, status."""
+
+    def __init__(self, node_id: str | None, total_steps: int):
+        import comfy.utils
+
+        self.node_id = node_id or "headless"
+        self.bar = comfy.utils.ProgressBar(total_steps, node_id=node_id)
+        self.losses: list[float] = []
+        self.estimate: dict | None = None
+
+    def publish(self, state: str, **fields) -> None:
+        payload = {"node": self.node_id, "state": state, "estimate": self.estimate, **fields}
+        with _lock:
+            stored = dict(payload)
+            stored["losses"] = list(self.losses)
+            _status[self.node_id] = stored
+        server = _server()
+        if server is not None:
+            if state != "running":
+                payload["losses"] = list(self.losses)
+            server.send_sync(EVENT, payload, server.client_id)
+
+    def on_event(self, event) -> None:
+        if event.kind == "step":
+            self.losses.append(event.loss)
+            self.bar.update_absolute(event.step, event.total_steps)
+            self.publish("running", step=event.step, total=event.total_steps, loss=event.loss,
+                         loss_ema=event.loss_ema, lr=event.lr, sec_per_step=event.sec_per_step,
+                         eta_sec=event.eta_sec, losses=[event.loss])
+        elif event.kind in ("checkpoint", "stopped", "done", "error"):
+            self.publish(event.kind, step=event.step, total=event.total_steps, loss_ema=event.loss_ema,
+                         checkpoint=event.path, message=event.message)
