@@ -11,6 +11,10 @@ NODE_MODULES = (
     "dataset_loader",
     "frame_trimmer",
     "latent_precompute",
+    "save_comfy_lora",
+    "lora_inspector",
+    "lora_loader",
+    "validation_sweep",
     "lora_trainer",
 )
 

@@ -146,6 +146,7 @@ class LoraTrainerNode(io.ComfyNode):
                               device=mm.get_torch_device())
         if resume:
             trainer.resume(os.path.join(out_dir, "checkpoints"))
+        progress.begin(trainer, out_dir)
         try:
             with trainable_view(dm):
                 result = trainer.run()

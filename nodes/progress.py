@@ -4,11 +4,15 @@ route so a reloaded page can pick a running (or finished) training back up.
 Event ``ltx23_trainer.progress`` (and ``GET /ltx23_trainer/status`` -> ``{node_id: last event}``) carries:
 ``node, state ("estimate"|"running"|"checkpoint"|"stopped"|"done"|"error"), step, total, loss, loss_ema, lr,
 sec_per_step, eta_sec, losses (the whole history on state changes, the new point otherwise), estimate, message,
-checkpoint``.
+checkpoint``, and once ``begin`` ran: ``run_name`` (the folder under output/ltx23_trainer/runs, which is what
+"resume" needs), ``ema_beta`` (so a client can redraw the loss EMA from ``losses``).
+
+The status route keeps the whole history, so the panel in ``web/`` redraws a run after a page reload.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 
 EVENT = "ltx23_trainer.progress"
@@ -52,9 +56,29 @@ class TrainingProgress:
         self.bar = comfy.utils.ProgressBar(total_steps, node_id=node_id)
         self.losses: list[float] = []
         self.estimate: dict | None = None
+        self.run: dict = {}
+
+    def begin(self, trainer, run_dir: str) -> None:
+        """Publishes the pre-flight estimate before the first step. A resumed run's loss history comes from its
+        checkpoint, so the chart continues where it stopped instead of starting over."""
+        cfg, data = trainer.cfg, trainer.data
+        params = sum(p.numel() for p in trainer.lora.trainable_parameters())
+        per_step = cfg.batch_size * cfg.gradient_accumulation
+        self.losses = list(trainer.losses)
+        self.run = {"run_name": os.path.basename(run_dir), "ema_beta": cfg.loss_ema_beta}
+        self.estimate = {
+            "samples": len(data),
+            "epochs": round(cfg.steps * per_step / len(data), 1),
+            "lora_modules": len(trainer.lora.names),
+            "lora_params": params,
+            # bf16, the format checkpoints save the LoRA in
+            "lora_file_mb": round(params * 2 / 1e6, 1),
+            "resume_from": trainer.step or None,
+        }
+        self.publish("estimate", step=trainer.step, total=cfg.steps, loss_ema=trainer.loss_ema)
 
     def publish(self, state: str, **fields) -> None:
-        payload = {"node": self.node_id, "state": state, "estimate": self.estimate, **fields}
+        payload = {"node": self.node_id, "state": state, "estimate": self.estimate, **self.run, **fields}
         with _lock:
             stored = dict(payload)
             stored["losses"] = list(self.losses)

@@ -176,7 +176,7 @@ def _float_or_none(text) -> float | None:
 
 # -- numbered file names -----------------------------------------------------------------------------------------
 
-def _split_prefix(prefix: str) -> tuple[str, str]:
+def split_prefix(prefix: str) -> tuple[str, str]:
     prefix = prefix.strip().replace("\\", "/").strip("/") or "ltx23_lora"
     if prefix.endswith(LORA_EXTENSION):
         prefix = prefix[: -len(LORA_EXTENSION)]
@@ -190,7 +190,7 @@ def _split_prefix(prefix: str) -> tuple[str, str]:
 def numbered_name(folder: str | os.PathLike, prefix: str) -> str:
     """The next free ``<prefix>_00001.safetensors`` (relative to ``folder``), counting past the highest number
     already there so that deleted files never make a new LoRA take an old LoRA's name."""
-    sub, stem = _split_prefix(prefix)
+    sub, stem = split_prefix(prefix)
     directory = Path(folder, sub)
     pattern = re.compile(re.escape(stem) + r"_(\d{5,})" + re.escape(LORA_EXTENSION) + "$")
     numbers = [int(m.group(1)) for f in (os.listdir(directory) if directory.is_dir() else ())

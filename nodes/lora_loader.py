@@ -1,0 +1,44 @@
+"""LoRA Loader node: ComfyUI's own LoRA patching, refusing LoRAs trained for another base model."""
+
+from __future__ import annotations
+
+from comfy_api.latest import io
+
+from .comfy_lora import apply_lora, guard, load_lora_file, lora_file_names
+
+
+class LoraLoader(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="LTX23Trainer_LoraLoader",
+            display_name="LTX-2.3 LoRA Loader (base-checked)",
+            category="LTX-2.3 Trainer/Output",
+            description="Applies a LoRA like the stock 'LoraLoaderModelOnly', but first checks which base model it "
+                        "was trained for and stops when it is not the connected one (an LTX-2 LoRA on LTX-2.3 "
+                        "produces garbage). Works with this pack's, ltx-trainer's and kohya-style files.",
+            inputs=[
+                io.Model.Input("model", tooltip="The LTX-2.3 (or LTX-2) MODEL to patch; it is not changed itself."),
+                io.Combo.Input("lora_name", options=lora_file_names(),
+                               tooltip="A LoRA file in ComfyUI's loras folder."),
+                io.Float.Input("strength", default=1.0, min=-10.0, max=10.0, step=0.01,
+                               tooltip="How strongly the LoRA applies; 0 returns the model unchanged."),
+                io.Boolean.Input("allow_base_mismatch", default=False, advanced=True,
+                                 tooltip="Apply even when the LoRA was trained for another base model. Expect "
+                                         "broken output; meant for experiments."),
+            ],
+            outputs=[
+                io.Model.Output(),
+                io.String.Output(display_name="report", tooltip="What the base check found."),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, model, lora_name, strength=1.0, allow_base_mismatch=False) -> io.NodeOutput:
+        lora = load_lora_file(lora_name)
+        compat = guard(model, lora, lora_name, allow_base_mismatch)
+        patched = apply_lora(model, lora, strength, lora_name, allow_partial=allow_base_mismatch)
+        return io.NodeOutput(patched, compat.message)
+
+
+NODES = [LoraLoader]

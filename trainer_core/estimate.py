@@ -1,0 +1,636 @@
+"""Pre-flight estimate of a LoRA run: GPU memory, system RAM, disk and time, before the first step.
+
+Everything is computed from the real model and data: weight bytes and dtypes from ``denoiser.base_parameters()``,
+block structure and LoRA shapes from ``denoiser.lora_targets()`` (``transformer_blocks.N.<sub>.<proj>``, the module
+paths ComfyUI, ltx-core and diffusers share), token counts from the largest bucket in the training data. A
+short probe of a few real steps then replaces the guesses (``refine_with_probe``). When the run will not fit, the
+estimate says so before any weight moves, with the fixes that would make it fit and what each one would need.
+
+GPU memory model (bytes at the peak, what ``torch.cuda.max_memory_allocated`` reports)::
+
+    peak = resident weights + LoRA fp32 masters (4 B/param)
+           + max(backward: optimizer moments + activations,
+                 optimizer step: gradients (4 B/param) + moments + AdamW's foreach temporary (4 B/param))
+           + workspace
+
+The backward peak comes right after the forward, before the first LoRA gradient exists (checkpointed or not, the
+saved activations only shrink from there while gradients grow more slowly), so gradients are not counted in it.
+The moments are AdamW's exp_avg and exp_avg_sq (8 B/param) or 8-bit AdamW's (~2 B/param, plus block scales).
+With small adapters and large token counts the backward dominates; rank 128 on 960x544x49 is already
+optimizer-bound on the full model.
+
+Activations. Under bf16 autocast every saved tensor is 2 bytes per element (fp32 models without autocast: 4). For
+one transformer block, per token of each stream (video, audio; text for the prompt cross-attention keys/values):
+
+* the frozen block itself saves, for the norms, modulations, RoPE, attention and GELU, ``KAPPA`` elements per
+  output feature of the linear layers that run on that stream (fitted; it stands for RMSNorm/RoPE fp32 copies, the
+  modulation products, q/k/v/out held by fused attention and the GELU input);
+* the text keys and values the prompt cross-attention holds (one element per output feature);
+* each LoRA target saves its input (for dA) and its rank-wide ``A x`` (for dB); projections that share an input
+  (q/k/v/gate of one attention) save it once. This is why adding the FFN targets costs more than their size.
+
+Without checkpointing all blocks keep theirs. With per-block checkpointing each block keeps only its inputs (the
+hidden states of every stream); the timestep embeddings and RoPE tables every block takes as inputs stay alive too
+(``MU`` video-width vectors per video token), and the backward of one block recomputes and holds ``RHO`` times one
+block's saved activations (its saved tensors plus the gradients flowing through it). Autocast also keeps a bf16
+copy of every fp32 LoRA master for the whole step (2 B/param). A fixed ``WORKSPACE`` covers cuBLAS/cuDNN
+workspaces and the step's small tensors on CUDA.
+
+Calibration: full-size LTX-2.3 (48 blocks, 18.99 B params, bf16), pack trainer on an H200, torch 2.11, one sample,
+1024 context tokens, video-only, rank 32 on video attention unless noted; 13 runs with per-block checkpointing on
+and off, 1792 to 14080 tokens, 12 and 48 blocks, rank 32/128, attention and attention+FFN targets (bench/RESULTS.md,
+"Pre-flight estimate vs measured"). The constants below are a least-squares fit of those runs; predicted peaks
+land within 1.5% of every measured one. The fit says nothing about other attention kernels: without a fused SDPA
+(CPU, old GPUs) attention materialises its N x N scores and the estimate is low until the probe corrects it.
+
+Time: FLOPs per step from the same shapes (2 per multiply-add of every linear on its stream's tokens, 4·Nq·Nkv·d
+per attention; a frozen base needs the input gradient only, so backward costs one forward of the linears and two
+of attention, and checkpointing recomputes one forward), divided by an achieved throughput, plus a per-block
+host overhead (kernel launches: ~450 kernels per block per step, which dominates small buckets). On an H200 the
+fit gives ``ACHIEVED_FRACTION`` of the dense bf16 datasheet peak and ``BLOCK_OVERHEAD_S`` seconds per block; other
+GPUs scale by their datasheet peak, CPUs by a quick matmul measurement, and the probe replaces the guess.
+
+RAM and disk are byte counts of what the trainer actually holds and writes: checkpoint files are a ``.ckpt``
+(fp32 LoRA, optimizer moments, RNG, loss history) and a bf16 ComfyUI LoRA, ``keep_checkpoints`` of them at once,
+plus the final LoRA.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import re
+import shutil
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from .config import TrainConfig
+from .denoiser import Denoiser
+from .lora import select_targets
+from .problems import ERROR, Problem
+from .training_data import TrainingData
+
+GiB = 2 ** 30
+
+# Fitted on the H200 runs described in the module docstring.
+KAPPA = 3.52
+"""Saved elements per output feature of each linear on a stream, per token (frozen block, fused attention)."""
+RHO = 1.88
+"""One block's backward under checkpointing holds this many times that block's saved activations."""
+MU = 9.4
+"""Video-width vectors per video token that every checkpointed block takes as inputs (timestep embeddings, RoPE)."""
+WORKSPACE = 450 * 2 ** 20
+"""cuBLAS/cuDNN workspaces and the step's small tensors on CUDA (fitted intercept)."""
+ALLOCATOR_SLACK = 0.05
+"""PyTorch reserved at most 3% above the allocated peak in the calibration runs; keep 5% free for it."""
+
+ACHIEVED_FRACTION = 0.38
+"""Achieved share of the dense bf16 datasheet peak in a training step (H200 fit: GEMMs near the ceiling,
+unfused pointwise work and launches are the rest)."""
+BLOCK_OVERHEAD_S = 0.0105
+"""Host-side seconds per transformer block per step that do not overlap with GPU work (fitted on an H200)."""
+# Datasheet dense bf16 (fp32-accumulate) peaks; anything unknown is taken as H100-class until the probe runs.
+DATASHEET_BF16_FLOPS = {"H200": 989e12, "H100": 989e12, "GH200": 989e12, "A100": 312e12, "L40S": 362e12,
+                        "RTX 5090": 209e12, "RTX 4090": 165e12}
+_DEFAULT_PEAK = DATASHEET_BF16_FLOPS["H100"]
+
+# Bytes a checkpoint adds beyond its tensor data, measured on torch.save and safetensors files.
+_CKPT_PER_TENSOR = 180
+_CKPT_FIXED = 12_000
+_CKPT_PER_LOSS = 9
+_SAFETENSORS_FIXED = 1_500
+
+# Which token stream each projection of a block runs on: ``(sub-module, projection role) -> stream``. Roles:
+# "q" (query side and the output projection), "kv" (key/value side). Self-attention keys come from the queries.
+_STREAMS = {
+    "attn1": ("video", "video"), "attn2": ("video", "text"), "ff": ("video", None),
+    "audio_attn1": ("audio", "audio"), "audio_attn2": ("audio", "text"), "audio_ff": ("audio", None),
+    "audio_to_video_attn": ("video", "audio"), "video_to_audio_attn": ("audio", "video"),
+}
+_CROSS_MODAL = ("audio_to_video_attn", "video_to_audio_attn")
+_BLOCK_NAME = re.compile(r"transformer_blocks\.(\d+)\.([^.]+)\.(.+)")
+
+
+class WillNotFit(ValueError):
+    """The run needs more GPU memory, RAM or disk than there is; the message names the fixes."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Linear:
+    block: int
+    sub: str
+    """``attn1``, ``ff``, ``audio_to_video_attn``..."""
+    proj: str
+    """``to_q``, ``to_out.0``, ``net.0.proj``..."""
+    in_features: int
+    out_features: int
+
+    @property
+    def name(self) -> str:
+        return f"transformer_blocks.{self.block}.{self.sub}.{self.proj}"
+
+    @property
+    def is_kv(self) -> bool:
+        return self.proj in ("to_k", "to_v")
+
+    def stream(self) -> str | None:
+        query, kv = _STREAMS.get(self.sub, (None, None))
+        return kv if self.is_kv else query
+
+    def input_key(self) -> tuple:
+        """Projections that read the same tensor share a key (q/k/v/gate of a self-attention, q/gate of a cross)."""
+        if self.proj.startswith("to_out") or self.proj == "net.2":
+            return self.block, self.sub, self.proj
+        query, kv = _STREAMS.get(self.sub, (None, None))
+        side = "q" if not self.is_kv or kv == query else "kv"
+        return self.block, self.sub, side
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelShape:
+    """What the estimate needs to know about the DiT, read from the live (or meta-device) model."""
+
+    linears: tuple[Linear, ...]
+    n_blocks: int
+    video_dim: int
+    audio_dim: int
+    weight_bytes: int
+    matrix_bytes: int
+    """Bytes of >=2-D weights inside the blocks: what an fp8 checkpoint stores in one byte per element."""
+    activation_size: int
+    """Bytes per activation element without autocast (the base weights' dtype)."""
+
+    @classmethod
+    def of(cls, denoiser: Denoiser) -> "ModelShape":
+        linears = []
+        for name, m in denoiser.lora_targets().items():
+            match = _BLOCK_NAME.fullmatch(name)
+            if match:
+                linears.append(Linear(int(match[1]), match[2], match[3], m.in_features, m.out_features))
+        if not linears:
+            raise ValueError("the model exposes no transformer_blocks.N.* linear layers; cannot estimate memory")
+        params = denoiser.base_parameters()
+        weight_bytes = sum(p.numel() * p.element_size() for p in params)
+        block_matrices = {id(m.weight) for m in denoiser.lora_targets().values()}
+        matrix_bytes = sum(p.numel() * p.element_size() for p in params if id(p) in block_matrices)
+        dtypes: dict[torch.dtype, int] = {}
+        for p in params:
+            dtypes[p.dtype] = dtypes.get(p.dtype, 0) + p.numel()
+        main_dtype = max(dtypes, key=dtypes.get)
+
+        def width(sub):
+            return next((lin.in_features for lin in linears if lin.sub == sub and lin.proj == "to_q"), 0)
+
+        return cls(linears=tuple(linears), n_blocks=1 + max(lin.block for lin in linears), video_dim=width("attn1"),
+                   audio_dim=width("audio_attn1"), weight_bytes=weight_bytes, matrix_bytes=matrix_bytes,
+                   activation_size=torch.empty((), dtype=main_dtype, device="meta").element_size())
+
+    def active(self, train_audio: bool) -> list[Linear]:
+        """The linears a step runs: a video-only run switches the cross-modal attentions off and its audio stream
+        carries no real tokens."""
+        return [lin for lin in self.linears
+                if train_audio or (lin.sub not in _CROSS_MODAL and lin.stream() in ("video", "text"))]
+
+
+@dataclasses.dataclass(frozen=True)
+class Workload:
+    """The largest step of the run: what sets the activation peak and the step time."""
+
+    video_shape: tuple[int, ...]
+    """``[128, F', H', W']`` of the largest bucket."""
+    context_tokens: int
+    context_width: int
+    audio_tokens: int = 0
+    """Audio latent steps T when the run trains audio, else 0."""
+    batch_size: int = 1
+
+    @property
+    def video_tokens(self) -> int:
+        return math.prod(self.video_shape[1:])
+
+    def tokens(self, stream: str | None) -> int:
+        per_sample = {"video": self.video_tokens, "audio": self.audio_tokens, "text": self.context_tokens}
+        return self.batch_size * per_sample.get(stream, 0)
+
+    @property
+    def bucket(self) -> str:
+        """The pixel bucket ``WxHxF`` that produces this latent (32x spatial, 8x temporal compression)."""
+        f, h, w = self.video_shape[1:]
+        return f"{w * 32}x{h * 32}x{(f - 1) * 8 + 1}"
+
+
+def largest_workload(data: TrainingData, batch_size: int = 1, train_audio: bool = False) -> Workload:
+    """Scan ``data.group_key(i)`` (shapes from the manifest; no tensor is loaded) for the bucket with the most tokens."""
+    best = None
+    for i in range(len(data)):
+        video, context, audio = data.group_key(i)[:3]
+        tokens = math.prod(video[1:]) + (audio[1] if train_audio and audio else 0)
+        if best is None or tokens > best[0]:
+            best = tokens, video, context, audio
+    if best is None:
+        raise ValueError("the training data is empty: precompute at least one sample first")
+    _, video, context, audio = best
+    return Workload(video_shape=tuple(video), context_tokens=context[0], context_width=context[1],
+                    audio_tokens=audio[1] if train_audio and audio else 0, batch_size=batch_size)
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """The settings that change the estimate; the fixes are variations of it."""
+
+    rank: int
+    targets: tuple[str, ...]
+    checkpointing: bool
+    optimizer: str
+    autocast: bool
+    train_audio: bool
+    offload_fraction: float = 0.0
+    """Share of the base weights ComfyUI streams from system RAM instead of keeping on the GPU."""
+    fp8: bool = False
+    """Block weights stored in one byte (an fp8 checkpoint)."""
+
+    @classmethod
+    def of(cls, config: TrainConfig, offload_fraction: float = 0.0) -> "Plan":
+        return cls(rank=config.rank, targets=tuple(config.targets), checkpointing=config.gradient_checkpointing,
+                   optimizer=config.optimizer, autocast=config.mixed_precision == "bf16",
+                   train_audio=config.train_audio, offload_fraction=offload_fraction)
+
+
+@dataclasses.dataclass(frozen=True)
+class Vram:
+    """GPU memory at the peak, by part (bytes)."""
+
+    weights: int
+    lora: int
+    optimizer: int
+    gradients: int
+    activations: int
+    workspace: int
+    peak: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Fix:
+    description: str
+    vram: int
+    fits: bool
+
+
+@dataclasses.dataclass
+class Estimate:
+    """All sizes in bytes, all times in seconds. ``measured`` is True once a probe replaced the guesses."""
+
+    bucket: str
+    video_tokens: int
+    lora_params: int
+    lora_bytes: int
+    """fp32 masters on the device."""
+    optimizer_bytes: int
+    """Optimizer moments on the device (what a checkpoint stores besides the LoRA)."""
+    vram: Vram
+    vram_available: int | None
+    ram_bytes: int
+    ram_available: int | None
+    disk_bytes: int
+    disk_free: int | None
+    checkpoint_bytes: int
+    """One checkpoint: the .ckpt plus its bf16 LoRA file."""
+    lora_file_bytes: int
+    flops_per_step: float
+    sec_per_step: float
+    steps: int
+    fixes: list[Fix] = dataclasses.field(default_factory=list)
+    """When the GPU memory does not fit: alternatives with what each would need, biggest saving first."""
+    measured: bool = False
+
+    @property
+    def vram_bytes(self) -> int:
+        return self.vram.peak
+
+    @property
+    def eta_sec(self) -> float:
+        return self.sec_per_step * self.steps
+
+    @property
+    def problems(self) -> list[Problem]:
+        found = []
+        if self.vram_available is not None and self.vram.peak * (1 + ALLOCATOR_SLACK) > self.vram_available:
+            fixes = "; ".join(f"{f.description} (~{_gib(f.vram)}{'' if f.fits else ', still too much'})"
+                              for f in self.fixes) or "train on a GPU with more memory"
+            found.append(Problem(ERROR, "vram", f"training needs ~{_gib(self.vram.peak)} of GPU memory at bucket "
+                                 f"{self.bucket}, {_gib(self.vram_available)} available", fixes))
+        if self.ram_available is not None and self.ram_bytes > self.ram_available:
+            found.append(Problem(ERROR, "ram", f"training needs ~{_gib(self.ram_bytes)} of system RAM, "
+                                 f"{_gib(self.ram_available)} available",
+                                 "close other programs, stream fewer weights, or lower the rank"))
+        if self.disk_free is not None and self.disk_bytes > self.disk_free:
+            found.append(Problem(ERROR, "disk", f"checkpoints need ~{_gib(self.disk_bytes)} of disk, "
+                                 f"{_gib(self.disk_free)} free in the output folder",
+                                 "free disk space, keep fewer checkpoints, or write to another drive"))
+        return found
+
+    @property
+    def fits(self) -> bool:
+        return not self.problems
+
+    def summary(self) -> str:
+        v = self.vram
+        source = "measured" if self.measured else "estimated"
+        lines = [
+            f"Pre-flight ({source}), bucket {self.bucket} ({self.video_tokens} tokens), "
+            f"LoRA {self.lora_params / 1e6:.1f} M params",
+            f"GPU memory: {_gib(v.peak)}{_of(self.vram_available)} (weights {_gib(v.weights)}, LoRA + optimizer "
+            f"{_gib(v.lora + v.optimizer + v.gradients)}, activations {_gib(v.activations)})",
+            f"System RAM: {_gib(self.ram_bytes)}{_of(self.ram_available)}",
+            f"Disk: {_gib(self.disk_bytes)}{_of(self.disk_free, 'free')} "
+            f"({_gib(self.checkpoint_bytes)} per checkpoint)",
+            f"Time: {self.sec_per_step:.2f} s/step, {self.steps} steps, ~{_duration(self.eta_sec)}",
+        ]
+        lines += [p.line() for p in self.problems]
+        return "\n".join(lines)
+
+    def raise_if_unfit(self) -> None:
+        problems = self.problems
+        if problems:
+            raise WillNotFit("; ".join(p.line() for p in problems))
+
+
+def _gib(n: float) -> str:
+    return f"{n / GiB:.1f} GiB"
+
+
+def _of(available: int | None, word: str = "available") -> str:
+    return "" if available is None else f" of {_gib(available)} {word}"
+
+
+def _duration(seconds: float) -> str:
+    minutes = round(seconds / 60)
+    if minutes < 1:
+        return f"{seconds:.0f} s"
+    return f"{minutes // 60} h {minutes % 60:02d} min" if minutes >= 60 else f"{minutes} min"
+
+
+# -- memory model ----------------------------------------------------------------------------------------------
+
+
+def lora_parameters(shape: ModelShape, targets, rank: int) -> int:
+    chosen = _targets(shape, targets)
+    return rank * sum(lin.in_features + lin.out_features for lin in chosen)
+
+
+def _targets(shape: ModelShape, patterns) -> list[Linear]:
+    by_name = {lin.name: lin for lin in shape.linears}
+    # select_targets only reads the names and raises the same error the trainer would for a bad pattern.
+    return [by_name[n] for n in select_targets(dict.fromkeys(by_name), patterns)]
+
+
+def optimizer_state_bytes(optimizer: str, lora_params: int) -> int:
+    if optimizer == "adamw8bit":
+        # bitsandbytes: two uint8 moments plus one fp32 absmax per 256-element block for each.
+        return 2 * lora_params + 2 * 4 * math.ceil(lora_params / 256)
+    return 8 * lora_params
+
+
+def block_activations(shape: ModelShape, work: Workload, plan: Plan) -> dict[int, float]:
+    """Saved activation elements of each block's forward (see the module docstring), per block index."""
+    targets = {lin.name for lin in _targets(shape, plan.targets)}
+    saved: dict[int, float] = {}
+    inputs_seen = set()
+    for lin in shape.active(plan.train_audio):
+        n = work.tokens(lin.stream())
+        # The text side carries no gradient: attention holds its keys/values and nothing else of it.
+        per_out = 1.0 if lin.stream() == "text" and lin.name not in targets else KAPPA
+        elems = per_out * lin.out_features * n
+        if lin.name in targets:
+            elems += plan.rank * n
+            if lin.input_key() not in inputs_seen:
+                inputs_seen.add(lin.input_key())
+                elems += lin.in_features * n
+        saved[lin.block] = saved.get(lin.block, 0.0) + elems
+    return saved
+
+
+def vram_breakdown(shape: ModelShape, work: Workload, plan: Plan, device_type: str = "cuda") -> Vram:
+    elem = 2 if plan.autocast else shape.activation_size
+    p = lora_parameters(shape, plan.targets, plan.rank)
+    weights = shape.weight_bytes - (shape.matrix_bytes // 2 if plan.fp8 else 0)
+    weights = round(weights * (1 - plan.offload_fraction))
+    saved = block_activations(shape, work, plan)
+    if plan.checkpointing:
+        hidden = work.tokens("video") * shape.video_dim
+        if plan.train_audio:
+            hidden += work.tokens("audio") * shape.audio_dim
+        acts = shape.n_blocks * hidden + MU * work.tokens("video") * shape.video_dim + RHO * max(saved.values())
+    else:
+        acts = sum(saved.values())
+    activations = round(acts * elem) + (2 * p if plan.autocast else 0)
+    lora = 4 * p
+    moments = optimizer_state_bytes(plan.optimizer, p)
+    foreach_temp = 0 if plan.optimizer == "adamw8bit" else 4 * p
+    workspace = WORKSPACE if device_type == "cuda" else 0
+    backward = moments + activations
+    step = 4 * p + moments + foreach_temp
+    peak = weights + lora + max(backward, step) + workspace
+    return Vram(weights=weights, lora=lora, optimizer=moments, gradients=4 * p if step > backward else 0,
+                activations=activations if backward >= step else 0, workspace=workspace, peak=peak)
+
+
+# -- time model ------------------------------------------------------------------------------------------------
+
+
+def flops_per_step(shape: ModelShape, work: Workload, plan: Plan) -> float:
+    linear = attention = 0.0
+    active = shape.active(plan.train_audio)
+    for lin in active:
+        linear += 2.0 * lin.in_features * lin.out_features * work.tokens(lin.stream())
+    for lin in active:
+        if lin.proj == "to_q":
+            _, kv = _STREAMS[lin.sub]
+            # Per sample: attention never crosses samples of a batch.
+            nq = work.tokens(lin.stream()) / work.batch_size
+            attention += 4.0 * nq * work.tokens(kv) * lin.out_features
+    forwards = 1 + (1 if plan.checkpointing else 0)
+    return linear * (forwards + 1) + attention * (forwards + 2)
+
+
+def device_throughput(device: torch.device | str) -> float:
+    """Achieved FLOP/s of a training step on this device: a calibrated share of the datasheet peak on a GPU, a
+    quick fp32 matmul measurement on a CPU."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+        peak = next((v for k, v in DATASHEET_BF16_FLOPS.items() if k in name), _DEFAULT_PEAK)
+        return ACHIEVED_FRACTION * peak
+    a = torch.randn(512, 512)
+    started = time.perf_counter()
+    for _ in range(8):
+        a @ a
+    # Small CPU steps spend most of their time outside matmuls; a third of the matmul rate is closer.
+    return 8 * 2 * 512 ** 3 / (time.perf_counter() - started) / 3
+
+
+# -- host side -------------------------------------------------------------------------------------------------
+
+
+def checkpoint_bytes(shape: ModelShape, plan: Plan, steps: int) -> tuple[int, int]:
+    """Size of one ``.ckpt`` and of one bf16 LoRA file."""
+    chosen = _targets(shape, plan.targets)
+    p = lora_parameters(shape, plan.targets, plan.rank)
+    tensors = 2 * len(chosen)
+    # The .ckpt: fp32 A/B, moments (plus AdamW's per-tensor step scalar), RNG state, loss history, settings.
+    ckpt = (4 * p + optimizer_state_bytes(plan.optimizer, p) + 4 * tensors + 3 * tensors * _CKPT_PER_TENSOR
+            + steps * _CKPT_PER_LOSS + _CKPT_FIXED)
+    # The LoRA file: bf16 A/B and an fp32 alpha per module; the JSON header names every tensor.
+    header = sum(3 * (len("diffusion_model.") + len(lin.name)) + 3 * 75 for lin in chosen)
+    lora_file = 2 * p + 4 * len(chosen) + header + _SAFETENSORS_FIXED
+    return ckpt, lora_file
+
+
+def ram_bytes(shape: ModelShape, work: Workload, plan: Plan, device_type: str) -> int:
+    """Host memory the run adds: offloaded (or, on a CPU, all) weights and training state, the batch in flight
+    (fp32 latents, noise and noisy input, context and the empty context), and a checkpoint being written."""
+    p = lora_parameters(shape, plan.targets, plan.rank)
+    batch = 4 * (3 * 128 * work.tokens("video") + 2 * work.batch_size * work.context_tokens * work.context_width)
+    ckpt, lora_file = checkpoint_bytes(shape, plan, 0)
+    ram = batch + ckpt + lora_file + round(shape.weight_bytes * plan.offload_fraction)
+    if device_type != "cuda":
+        ram += vram_breakdown(shape, work, plan, device_type).peak
+    return ram
+
+
+def disk_free(path: str | os.PathLike) -> int:
+    """Free bytes on the drive that will hold ``path`` (which need not exist yet)."""
+    path = Path(path).resolve()
+    while not path.exists():
+        path = path.parent
+    return shutil.disk_usage(path).free
+
+
+def system_ram_available() -> int | None:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def device_memory_available(device: torch.device | str) -> int | None:
+    """What this process may use on a CUDA device: the driver's free memory plus what PyTorch already holds (the
+    weights loaded there count towards the run, and PyTorch reuses its own cache)."""
+    device = torch.device(device)
+    if device.type != "cuda":
+        return None
+    free, _ = torch.cuda.mem_get_info(device)
+    return free + torch.cuda.memory_reserved(device)
+
+
+# -- the estimate ----------------------------------------------------------------------------------------------
+
+
+def estimate(denoiser: Denoiser, config: TrainConfig, workload: Workload, *, device: torch.device | str = "cuda",
+             vram_available: int | None = None, ram_available: int | None = None,
+             output_dir: str | os.PathLike | None = None, offload_fraction: float = 0.0,
+             throughput: float | None = None) -> Estimate:
+    """Estimate a run of ``config`` on ``workload`` (see ``largest_workload``) before any step.
+
+    ``vram_available`` is everything the run may use on the GPU including the weights already there (the node
+    gets it from ComfyUI's model management, headless code from ``device_memory_available``); ``None`` skips
+    the check. ``offload_fraction`` is the share of base weights ComfyUI streams from RAM. ``throughput`` (FLOP/s)
+    overrides ``device_throughput(device)``."""
+    config.validate()
+    shape = ModelShape.of(denoiser)
+    plan = Plan.of(config, offload_fraction)
+    device_type = torch.device(device).type
+    vram = vram_breakdown(shape, workload, plan, device_type)
+    p = lora_parameters(shape, plan.targets, plan.rank)
+    ckpt, lora_file = checkpoint_bytes(shape, plan, config.steps)
+    n_checkpoints = math.ceil(config.steps / config.checkpoint_every)
+    kept = n_checkpoints if config.keep_checkpoints == 0 else min(config.keep_checkpoints, n_checkpoints)
+    flops = flops_per_step(shape, workload, plan)
+    rate = throughput or device_throughput(device)
+    overhead = BLOCK_OVERHEAD_S * shape.n_blocks if device_type == "cuda" else 0.0
+    est = Estimate(
+        bucket=workload.bucket, video_tokens=workload.video_tokens, lora_params=p, lora_bytes=4 * p,
+        optimizer_bytes=optimizer_state_bytes(plan.optimizer, p), vram=vram, vram_available=vram_available,
+        ram_bytes=ram_bytes(shape, workload, plan, device_type), ram_available=ram_available,
+        disk_bytes=kept * (ckpt + lora_file) + lora_file,
+        disk_free=None if output_dir is None else disk_free(output_dir),
+        checkpoint_bytes=ckpt + lora_file, lora_file_bytes=lora_file, flops_per_step=flops,
+        sec_per_step=config.gradient_accumulation * (flops / rate + overhead), steps=config.steps)
+    if vram_available is not None and vram.peak * (1 + ALLOCATOR_SLACK) > vram_available:
+        est.fixes = _fixes(shape, workload, plan, vram_available, device_type)
+    return est
+
+
+def _fixes(shape: ModelShape, work: Workload, plan: Plan, available: int, device_type: str) -> list[Fix]:
+    budget = available / (1 + ALLOCATOR_SLACK)
+
+    def peak(**changes) -> int:
+        return vram_breakdown(shape, work, dataclasses.replace(plan, **changes), device_type).peak
+
+    now = peak()
+    options: list[Fix] = []
+    if not plan.checkpointing:
+        options.append(Fix("turn on gradient checkpointing", peak(checkpointing=True), False))
+    smaller = _smaller_bucket(shape, work, plan, budget, device_type)
+    if smaller:
+        options.append(smaller)
+    for rank in (16, 8):
+        if rank < plan.rank:
+            options.append(Fix(f"lower rank to {rank}", peak(rank=rank), False))
+            break
+    if plan.optimizer != "adamw8bit":
+        options.append(Fix("use the adamw8bit optimizer", peak(optimizer="adamw8bit"), False))
+    if plan.offload_fraction < 1:
+        # The share of weights that must leave the GPU for the rest to fit.
+        weights = shape.weight_bytes * (1 - plan.offload_fraction)
+        need = plan.offload_fraction + max(0.0, now - budget) / max(weights, 1) * (1 - plan.offload_fraction)
+        fraction = min(1.0, need + 0.02)
+        options.append(Fix(f"let ComfyUI stream {fraction:.0%} of the weights from RAM (lowvram)",
+                           peak(offload_fraction=fraction), False))
+    if not plan.fp8:
+        options.append(Fix("use the fp8 checkpoint", peak(fp8=True), False))
+    options = [dataclasses.replace(f, fits=f.vram <= budget) for f in options if f.vram < now]
+    return sorted(options, key=lambda f: f.vram)
+
+
+def _smaller_bucket(shape: ModelShape, work: Workload, plan: Plan, budget: float, device_type: str) -> Fix | None:
+    """The largest bucket of the same aspect ratio and frame count that fits; else the longest clip that does."""
+    c, f, h, w = work.video_shape
+
+    def try_shape(nf, nh, nw):
+        candidate = dataclasses.replace(work, video_shape=(c, nf, nh, nw))
+        need = vram_breakdown(shape, candidate, plan, device_type).peak
+        return Fix(f"use bucket {candidate.bucket}", need, need <= budget)
+
+    for nh in range(h - 1, 0, -1):
+        nw = max(1, round(w * nh / h))
+        fix = try_shape(f, nh, nw)
+        if fix.fits:
+            return fix
+    for nf in range(f - 1, 0, -1):
+        fix = try_shape(nf, h, w)
+        if fix.fits:
+            return fix
+    return None
+
+
+def refine_with_probe(est: Estimate, step_seconds: list[float], peak_bytes: int | None = None) -> Estimate:
+    """Replace the guesses with what a few real steps measured: the median step time (the first step is usually
+    slow: leave it out) and, on CUDA, ``torch.cuda.max_memory_allocated()`` over the probe. The fixes' memory
+    figures are scaled by the same correction as the peak."""
+    if not step_seconds:
+        raise ValueError("refine_with_probe needs at least one measured step time")
+    refined = dataclasses.replace(est, sec_per_step=statistics.median(step_seconds), measured=True)
+    if peak_bytes is not None:
+        ratio = peak_bytes / est.vram.peak
+        refined.vram = dataclasses.replace(est.vram, peak=peak_bytes)
+        refined.fixes = [dataclasses.replace(f, vram=round(f.vram * ratio)) for f in est.fixes]
+    return refined
