@@ -4,21 +4,30 @@ Builds the full LTX-2.3 DiT (48 blocks, video 32x128, audio 32x64, 2.3 flags) wi
 then runs ``trainer_core.trainer.LoraTrainer`` (the loop every backend shares) on one precomputed-shaped sample:
 video latent of the bucket, 1024 processed context tokens, video-only. Prints one line per configuration.
 
-    python bench/train_step.py --bucket 960x544x49 --rank 32 --steps 8 --warmup 2
+Backends: ``comfyui`` is the LoRA Trainer node's code path (ComfyUI's own ``LTXAVModel``, built under inference
+mode as ComfyUI's loaders do, trained through ``nodes.comfy_denoiser``: start-up self-check, zero-copy weight
+aliases, the autograd-safe block); it needs a ComfyUI source tree (``--comfyui-root``). ``diffusers`` is the
+headless backend.
+
+    python bench/train_step.py --backend comfyui --comfyui-root PATH --bucket 960x544x49 --rank 32
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib
 import statistics
 import sys
 import tempfile
 import time
+import types
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
 
 from trainer_core.config import recipe_config  # noqa: E402
 from trainer_core.diffusers_denoiser import DiffusersLTX2Denoiser, ltx2_config  # noqa: E402
@@ -27,13 +36,18 @@ from trainer_core.training_data import InMemoryData, TrainItem  # noqa: E402
 
 
 def build_full_model(device: torch.device, dtype: torch.dtype, seed: int = 0):
-    """Materialise the full-size DiT on the GPU without a CPU copy: meta build, then random N(0, 1/fan_in) weights
+    """The full-size diffusers DiT on the GPU without a CPU copy: meta build, then random N(0, 1/fan_in) weights
     (never all-zero weights, which time differently)."""
     from diffusers import LTX2VideoTransformer3DModel
 
     with torch.device("meta"):
         model = LTX2VideoTransformer3DModel(**ltx2_config("ltx-2.3", "full"))
     model = model.to_empty(device=device)
+    _random_fill(model, device, seed)
+    return torch.nn.Module.to(model, dtype=dtype)
+
+
+def _random_fill(model: torch.nn.Module, device: torch.device, seed: int) -> None:
     gen = torch.Generator(device=device).manual_seed(seed)
     with torch.no_grad():
         for name, p in model.named_parameters():
@@ -43,7 +57,41 @@ def build_full_model(device: torch.device, dtype: torch.dtype, seed: int = 0):
                 p.fill_(1.0)
             else:
                 p.normal_(0, 0.02, generator=gen)
-    return torch.nn.Module.to(model, dtype=dtype)
+
+
+def build_comfy_denoiser(comfyui_root: str, device: torch.device, dtype: torch.dtype):
+    """ComfyUI's LTX-2.3 DiT at full size, made under inference mode like a loaded checkpoint, and the pack's
+    node-layer denoiser over it (the pack is imported as a package, as ComfyUI imports custom nodes)."""
+    sys.path.insert(0, comfyui_root)
+    import comfy.model_management  # noqa: F401  (sets up devices before the model code imports it)
+    import comfy.ops
+    from comfy.ldm.lightricks.av_model import LTXAVModel
+
+    # The node modules are loaded as ComfyUI loads the pack, minus the node registry (``nodes/__init__`` needs
+    # ComfyUI's API package and its front-end dependencies, which this machine does not need for a training step).
+    for name, folder in (("ltx23_trainer", REPO), ("ltx23_trainer.nodes", REPO / "nodes")):
+        package = types.ModuleType(name)
+        package.__path__ = [str(folder)]
+        sys.modules[name] = package
+    comfy_denoiser = importlib.import_module("ltx23_trainer.nodes.comfy_denoiser")
+
+    cfg = dict(num_layers=48, attention_head_dim=128, num_attention_heads=32, cross_attention_dim=4096,
+               audio_attention_head_dim=64, audio_num_attention_heads=32, audio_cross_attention_dim=2048,
+               caption_channels=3840, in_channels=128, out_channels=128, audio_in_channels=128,
+               audio_out_channels=128, apply_gated_attention=True, cross_attention_adaln=True,
+               caption_proj_before_connector=True, caption_projection_first_linear=False,
+               caption_proj_input_norm=False, caption_projection_second_linear=False,
+               connector_num_attention_heads=32, connector_attention_head_dim=128, connector_num_layers=8,
+               connector_apply_gated_attention=True, audio_connector_num_attention_heads=32,
+               audio_connector_attention_head_dim=64, rope_type="split", frequencies_precision="float64",
+               use_middle_indices_grid=True, positional_embedding_theta=10000.0,
+               positional_embedding_max_pos=[20, 2048, 2048], audio_positional_embedding_max_pos=[20],
+               timestep_scale_multiplier=1000, av_ca_timestep_scale_multiplier=1000)
+    with torch.inference_mode():
+        dm = LTXAVModel(**cfg, dtype=dtype, device="meta", operations=comfy.ops.disable_weight_init)
+        dm = dm.to_empty(device=device)
+        _random_fill(dm, device, seed=0)
+    return dm, comfy_denoiser
 
 
 def main() -> None:
@@ -54,17 +102,28 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=8)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--no-checkpointing", action="store_true")
+    ap.add_argument("--backend", choices=["comfyui", "diffusers"], default="comfyui")
+    ap.add_argument("--comfyui-root", default="", help="ComfyUI source tree (for --backend comfyui)")
     args = ap.parse_args()
 
     device = torch.device("cuda")
     w, h, f = (int(v) for v in args.bucket.split("x"))
     latent = (128, (f - 1) // 8 + 1, h // 32, w // 32)
     started = time.perf_counter()
-    model = build_full_model(device, torch.bfloat16)
+    view = contextlib.nullcontext()
+    parity = ""
+    if args.backend == "comfyui":
+        model, comfy_denoiser = build_comfy_denoiser(args.comfyui_root, device, torch.bfloat16)
+        denoiser = comfy_denoiser.ComfyLTXDenoiser(model)
+        report = comfy_denoiser.ensure_training_forward_matches(model)
+        parity = f"self-check max_rel_diff={report.max_rel_error:.1e} "
+        view = comfy_denoiser.trainable_view(model)
+    else:
+        model = build_full_model(device, torch.bfloat16)
+        denoiser = DiffusersLTX2Denoiser(model, "ltx-2.3")
     torch.cuda.synchronize()
     build_s = time.perf_counter() - started
     params = sum(p.numel() for p in model.parameters())
-    denoiser = DiffusersLTX2Denoiser(model, "ltx-2.3")
     gen = torch.Generator().manual_seed(0)
     width = sum(denoiser.context_widths())
     data = InMemoryData([TrainItem("bench", torch.randn(*latent, generator=gen), torch.randn(1024, width, generator=gen),
@@ -81,14 +140,16 @@ def main() -> None:
 
     before_train = torch.cuda.memory_allocated()
     torch.cuda.reset_peak_memory_stats()
-    with tempfile.TemporaryDirectory() as out:
-        trainer = LoraTrainer(denoiser, data, cfg, out, on_event=on_event)
+    # As ComfyUI runs nodes: inference mode around everything, the trainer leaves it itself.
+    with tempfile.TemporaryDirectory() as out, torch.inference_mode(), view:
+        trainer = LoraTrainer(denoiser, data, cfg, out, on_event=on_event, device=device)
         stamps.append(time.perf_counter())
         trainer.run()
     peak = torch.cuda.max_memory_allocated()
     step_times = [b - a for a, b in zip(stamps[args.warmup:], stamps[args.warmup + 1:])]
     tokens = latent[1] * latent[2] * latent[3]
-    print(f"gpu={torch.cuda.get_device_name()} torch={torch.__version__} params={params / 1e9:.2f}B "
+    print(f"backend={args.backend} gpu={torch.cuda.get_device_name()} torch={torch.__version__} "
+          f"params={params / 1e9:.2f}B {parity}"
           f"build={build_s:.1f}s bucket={args.bucket} tokens={tokens} rank={args.rank} targets={args.targets} "
           f"lora_params={sum(p.numel() for p in trainer.lora.trainable_parameters()) / 1e6:.1f}M "
           f"checkpointing={not args.no_checkpointing} s/step median={statistics.median(step_times):.3f} "
