@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from gradcheck import assert_matches_finite_differences
 from tiny import tiny_data, tiny_denoiser
 from trainer_core.denoiser import DenoiserInput
 from trainer_core.lora import TARGET_PRESETS, LoraSet, select_targets
@@ -139,17 +140,7 @@ def test_float64_gradients_match_central_finite_differences(monkeypatch):
                 p.grad = None
             with torch.enable_grad():
                 scalar().backward()
-            for param, idx in probes:
-                h = 1e-6
-                with torch.no_grad():
-                    orig = param[idx].item()
-                    param[idx] = orig + h
-                    up = scalar().item()
-                    param[idx] = orig - h
-                    down = scalar().item()
-                    param[idx] = orig
-                numeric = (up - down) / (2 * h)
-                assert param.grad[idx].item() == pytest.approx(numeric, rel=1e-6, abs=1e-9), checkpointing
+            assert_matches_finite_differences(scalar, probes, rel=1e-6, abs=1e-9)
     d.set_gradient_checkpointing(False)
 
 

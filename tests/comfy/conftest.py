@@ -43,10 +43,12 @@ COMFY_EXTRAS = (
     "nodes_audio.py",
 )
 
-# Test modules import trainer_core at collection, also under a bare ``pytest`` (no working directory on sys.path).
-# Last, so ComfyUI's ``nodes`` shadows the pack's ``nodes`` package once the comfy_env fixture adds COMFYUI_ROOT.
-if str(REPO_ROOT) not in sys.path:
-    sys.path.append(str(REPO_ROOT))
+# Test modules import trainer_core (and tests/' shared helpers such as gradcheck) at collection, also under a bare
+# ``pytest`` (no working directory on sys.path). Appended last, so ComfyUI's ``nodes`` shadows the pack's ``nodes``
+# package once the comfy_env fixture adds COMFYUI_ROOT.
+for _path in (REPO_ROOT, REPO_ROOT / "tests"):
+    if str(_path) not in sys.path:
+        sys.path.append(str(_path))
 
 BASE_SUBDIRS = ("models/checkpoints", "models/loras", "models/diffusion_models", "models/vae",
                 "models/text_encoders", "output", "input", "temp", "user", "custom_nodes")
