@@ -156,3 +156,38 @@ def test_trains_on_inference_mode_weights_and_leaves_the_model_as_it_was(pack_mo
     assert all(after[n] is params_before[n] for n in params_before), "original parameter objects must be restored"
     assert all(torch.equal(after[n], values_before[n]) for n in params_before)
     assert all(not m._forward_hooks for m in dm.modules())
+
+
+def test_streamed_weights_train_exactly_like_resident_ones(pack_modules, tiny_ltx23_ckpt, run_node, tmp_path):
+    """ComfyUI's low-VRAM mode keeps layers that do not fit off the GPU and copies their weights in per use
+    (``comfy_cast_weights``, ``cast_bias_weight``). Training through that path must give the same steps."""
+    denoiser_mod = pack_modules("nodes.comfy_denoiser")
+    config_mod = pack_modules("trainer_core.config")
+    trainer_mod = pack_modules("trainer_core.trainer")
+    data_mod = pack_modules("trainer_core.training_data")
+    model, _, _ = run_node("CheckpointLoaderSimple", ckpt_name=tiny_ltx23_ckpt)
+    dm = model.model.diffusion_model
+    gen = torch.Generator().manual_seed(0)
+    inputs = tc.build_inputs(model, frames=2, height=2, width=3)
+    item = data_mod.TrainItem("clip", torch.randn(128, 2, 2, 3, generator=gen), inputs["context"][0], fps=24.0)
+    data = data_mod.InMemoryData([item], empty=torch.zeros_like(item.context))
+    cfg = config_mod.recipe_config("style", steps=4, rank=4, alpha=4, learning_rate=1e-2, mixed_precision="no",
+                                   checkpoint_every=4)
+
+    def train(folder):
+        with torch.inference_mode(), denoiser_mod.trainable_view(dm):
+            return trainer_mod.LoraTrainer(denoiser_mod.ComfyLTXDenoiser(dm), data, cfg, folder).run()
+
+    resident = train(tmp_path / "resident")
+    linears = [m for m in dm.modules() if hasattr(m, "comfy_cast_weights")]
+    assert linears
+    for m in linears:
+        m.comfy_cast_weights = True
+    try:
+        streamed = train(tmp_path / "streamed")
+    finally:
+        for m in linears:
+            m.comfy_cast_weights = False
+    assert streamed.losses == resident.losses
+    a, b = resident.lora.state(), streamed.lora.state()
+    assert all(torch.equal(a[k], b[k]) for k in a)
