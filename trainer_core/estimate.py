@@ -11,48 +11,50 @@ GPU memory model (bytes at the peak, what ``torch.cuda.max_memory_allocated`` re
     peak = resident weights + LoRA fp32 masters (4 B/param)
            + max(backward: optimizer moments + activations,
                  optimizer step: gradients (4 B/param) + moments + AdamW's foreach temporary (4 B/param))
-           + workspace
 
-The backward peak comes right after the forward, before the first LoRA gradient exists (checkpointed or not, the
-saved activations only shrink from there while gradients grow more slowly), so gradients are not counted in it.
-The moments are AdamW's exp_avg and exp_avg_sq (8 B/param) or 8-bit AdamW's (~2 B/param, plus block scales).
-With small adapters and large token counts the backward dominates; rank 128 on 960x544x49 is already
-optimizer-bound on the full model.
+The backward peak comes right after the forward, before the first LoRA gradient exists (the saved activations only
+shrink from there while the gradients grow more slowly), so gradients are not counted in it. The moments are
+AdamW's exp_avg and exp_avg_sq (8 B/param) or 8-bit AdamW's (~2 B/param plus block scales). Small adapters on
+large token counts peak in the backward; rank 128 on 960x544x49 already peaks in the optimizer step.
 
 Activations. Under bf16 autocast every saved tensor is 2 bytes per element (fp32 models without autocast: 4). For
 one transformer block, per token of each stream (video, audio; text for the prompt cross-attention keys/values):
 
-* the frozen block itself saves, for the norms, modulations, RoPE, attention and GELU, ``KAPPA`` elements per
-  output feature of the linear layers that run on that stream (fitted; it stands for RMSNorm/RoPE fp32 copies, the
-  modulation products, q/k/v/out held by fused attention and the GELU input);
-* the text keys and values the prompt cross-attention holds (one element per output feature);
-* each LoRA target saves its input (for dA) and its rank-wide ``A x`` (for dB); projections that share an input
-  (q/k/v/gate of one attention) save it once. This is why adding the FFN targets costs more than their size.
+* the frozen block saves ``KAPPA`` elements per output feature of the linear layers that run on that stream, for
+  its norms, modulations, RoPE, attention and GELU (fitted: it stands for RMSNorm/RoPE fp32 copies, the
+  modulation products and the AdaLN rows they keep alive, q/k/v/out held by fused attention, the GELU input);
+* the prompt cross-attention holds the text keys and values (one element per output feature);
+* each LoRA target saves its input (for dA) and its rank-wide ``A x`` (for dB); projections that read one tensor
+  (q/k/v/gate of a self-attention) save it once. This is why adding the FFN targets costs more than their size:
+  the FFN's second projection reads the 4x-wide GELU output, which the frozen FFN never had to keep.
 
-Without checkpointing all blocks keep theirs. With per-block checkpointing each block keeps only its inputs (the
-hidden states of every stream); the timestep embeddings and RoPE tables every block takes as inputs stay alive too
-(``MU`` video-width vectors per video token), and the backward of one block recomputes and holds ``RHO`` times one
-block's saved activations (its saved tensors plus the gradients flowing through it). Autocast also keeps a bf16
-copy of every fp32 LoRA master for the whole step (2 B/param). A fixed ``WORKSPACE`` covers cuBLAS/cuDNN
-workspaces and the step's small tensors on CUDA.
+Without checkpointing every block keeps all of that, the last block's backward adds ``RHO - 1`` of one block,
+``MU_SHARED`` video-width vectors per video token live outside the blocks, and autocast's bf16 copies of the
+masters are saved by every adapter (2 B/param). With per-block checkpointing each block keeps only its input
+hidden states; the tensors every block takes as inputs stay alive too (``MU_BLOCK_INPUTS`` more vectors per video
+token), and one block's backward recomputes and holds ``RHO`` times its saved activations.
 
-Calibration: full-size LTX-2.3 (48 blocks, 18.99 B params, bf16), pack trainer on an H200, torch 2.11, one sample,
-1024 context tokens, video-only, rank 32 on video attention unless noted; 13 runs with per-block checkpointing on
-and off, 1792 to 14080 tokens, 12 and 48 blocks, rank 32/128, attention and attention+FFN targets (bench/RESULTS.md,
-"Pre-flight estimate vs measured"). The constants below are a least-squares fit of those runs; predicted peaks
-land within 1.5% of every measured one. The fit says nothing about other attention kernels: without a fused SDPA
-(CPU, old GPUs) attention materialises its N x N scores and the estimate is low until the probe corrects it.
+Calibration: the full-size LTX-2.3 DiT (48 blocks, 18.99 B params, bf16) under the pack trainer on an H200,
+torch 2.11, one sample, 1024 context tokens, video-only: 13 runs with per-block checkpointing on and off, 1792 to
+14080 video tokens, 12 and 48 blocks, rank 32 and 128, attention and attention+FFN targets (bench/RESULTS.md,
+"Pre-flight estimate vs measured", has the table). ``KAPPA``, ``RHO`` and ``MU_SHARED`` are a least-squares fit
+of the activation bytes (``MU_BLOCK_INPUTS`` is structure, not fitted; the intercept came out at 14 MiB and is
+dropped). Residuals: peaks within 1.2% of every run, what training adds to the weights within 3%. Outside what
+was measured: without a fused SDPA (CPU, old GPUs) attention materialises its N x N scores and the estimate is
+low until the probe corrects it; audio streams, 8-bit AdamW, fp8 and streamed weights follow the same byte counts
+but were not measured.
 
 Time: FLOPs per step from the same shapes (2 per multiply-add of every linear on its stream's tokens, 4·Nq·Nkv·d
-per attention; a frozen base needs the input gradient only, so backward costs one forward of the linears and two
+per attention; a frozen base needs only input gradients, so the backward costs one forward of the linears and two
 of attention, and checkpointing recomputes one forward), divided by an achieved throughput, plus a per-block
-host overhead (kernel launches: ~450 kernels per block per step, which dominates small buckets). On an H200 the
-fit gives ``ACHIEVED_FRACTION`` of the dense bf16 datasheet peak and ``BLOCK_OVERHEAD_S`` seconds per block; other
-GPUs scale by their datasheet peak, CPUs by a quick matmul measurement, and the probe replaces the guess.
+overhead. The H200 fit gives ``ACHIEVED_FRACTION`` of the dense bf16 datasheet peak (399 TFLOP/s) and
+``BLOCK_OVERHEAD_S`` per block (host-side launches that the GPU does not hide; they dominate small buckets), within
+8% of all 13 runs. Other GPUs scale by their datasheet peak, CPUs by a quick matmul measurement; the probe
+replaces the guess in every case.
 
 RAM and disk are byte counts of what the trainer actually holds and writes: checkpoint files are a ``.ckpt``
-(fp32 LoRA, optimizer moments, RNG, loss history) and a bf16 ComfyUI LoRA, ``keep_checkpoints`` of them at once,
-plus the final LoRA.
+(fp32 LoRA, optimizer moments, RNG, loss history) and a bf16 ComfyUI LoRA, ``keep_checkpoints + 1`` of them at
+once (the newest is written before the oldest is pruned), plus the final LoRA.
 """
 
 from __future__ import annotations
@@ -77,32 +79,38 @@ from .training_data import TrainingData
 GiB = 2 ** 30
 
 # Fitted on the H200 runs described in the module docstring.
-KAPPA = 3.52
+KAPPA = 3.27
 """Saved elements per output feature of each linear on a stream, per token (frozen block, fused attention)."""
-RHO = 1.88
-"""One block's backward under checkpointing holds this many times that block's saved activations."""
-MU = 9.4
-"""Video-width vectors per video token that every checkpointed block takes as inputs (timestep embeddings, RoPE)."""
-WORKSPACE = 450 * 2 ** 20
-"""cuBLAS/cuDNN workspaces and the step's small tensors on CUDA (fitted intercept)."""
+RHO = 1.014
+"""The backward of one block holds this many times that block's saved activations (they plus its gradients)."""
+MU_SHARED = 6.0
+"""Video-width vectors per video token alive outside the blocks in either mode (RoPE tables, the output layer)."""
+MU_BLOCK_INPUTS = 14.0
+"""Video-width vectors per video token that every checkpointed block takes as inputs and so stay alive: the
+per-token AdaLN (9 x dim on LTX-2.3, 6 on 2.0, so 2.0 is over-estimated by 3) and the cross-modal scale/shift
+and gate (5 x dim). Not fitted: it is the model's structure."""
 ALLOCATOR_SLACK = 0.05
 """PyTorch reserved at most 3% above the allocated peak in the calibration runs; keep 5% free for it."""
 
-ACHIEVED_FRACTION = 0.38
+ACHIEVED_FRACTION = 0.40
 """Achieved share of the dense bf16 datasheet peak in a training step (H200 fit: GEMMs near the ceiling,
 unfused pointwise work and launches are the rest)."""
-BLOCK_OVERHEAD_S = 0.0105
-"""Host-side seconds per transformer block per step that do not overlap with GPU work (fitted on an H200)."""
+BLOCK_OVERHEAD_S = {"cuda": 0.0034, "cpu": 0.12}
+"""Seconds per transformer block per step that FLOPs do not account for: unhidden kernel launches on a GPU (fitted
+on the H200), per-op framework overhead on a CPU (the tiny model on 2 cores, where it is nearly the whole step)."""
 # Datasheet dense bf16 (fp32-accumulate) peaks; anything unknown is taken as H100-class until the probe runs.
 DATASHEET_BF16_FLOPS = {"H200": 989e12, "H100": 989e12, "GH200": 989e12, "A100": 312e12, "L40S": 362e12,
                         "RTX 5090": 209e12, "RTX 4090": 165e12}
 _DEFAULT_PEAK = DATASHEET_BF16_FLOPS["H100"]
 
-# Bytes a checkpoint adds beyond its tensor data, measured on torch.save and safetensors files.
-_CKPT_PER_TENSOR = 180
-_CKPT_FIXED = 12_000
+# Bytes a checkpoint adds beyond its tensor data, fitted on the tiny model's files (torch 2.13): per LoRA tensor
+# (its entry and its optimizer state's four zip records with keys and alignment), per logged loss, and the rest
+# (RNG state, settings, zip directory); for the LoRA file, per safetensors header entry and the metadata.
+_CKPT_PER_TENSOR = 1_216
 _CKPT_PER_LOSS = 9
-_SAFETENSORS_FIXED = 1_500
+_CKPT_FIXED = 6_600
+_SAFETENSORS_PER_ENTRY = 70
+_SAFETENSORS_FIXED = 600
 
 # Which token stream each projection of a block runs on: ``(sub-module, projection role) -> stream``. Roles:
 # "q" (query side and the output projection), "kv" (key/value side). Self-attention keys come from the queries.
@@ -159,8 +167,8 @@ class ModelShape:
     video_dim: int
     audio_dim: int
     weight_bytes: int
-    matrix_bytes: int
-    """Bytes of >=2-D weights inside the blocks: what an fp8 checkpoint stores in one byte per element."""
+    fp8_saving: int
+    """Bytes an fp8 checkpoint saves: the blocks' linear weights stored in one byte per element."""
     activation_size: int
     """Bytes per activation element without autocast (the base weights' dtype)."""
 
@@ -176,7 +184,7 @@ class ModelShape:
         params = denoiser.base_parameters()
         weight_bytes = sum(p.numel() * p.element_size() for p in params)
         block_matrices = {id(m.weight) for m in denoiser.lora_targets().values()}
-        matrix_bytes = sum(p.numel() * p.element_size() for p in params if id(p) in block_matrices)
+        fp8_saving = sum(p.numel() * (p.element_size() - 1) for p in params if id(p) in block_matrices)
         dtypes: dict[torch.dtype, int] = {}
         for p in params:
             dtypes[p.dtype] = dtypes.get(p.dtype, 0) + p.numel()
@@ -186,14 +194,14 @@ class ModelShape:
             return next((lin.in_features for lin in linears if lin.sub == sub and lin.proj == "to_q"), 0)
 
         return cls(linears=tuple(linears), n_blocks=1 + max(lin.block for lin in linears), video_dim=width("attn1"),
-                   audio_dim=width("audio_attn1"), weight_bytes=weight_bytes, matrix_bytes=matrix_bytes,
+                   audio_dim=width("audio_attn1"), weight_bytes=weight_bytes, fp8_saving=fp8_saving,
                    activation_size=torch.empty((), dtype=main_dtype, device="meta").element_size())
 
     def active(self, train_audio: bool) -> list[Linear]:
         """The linears a step runs: a video-only run switches the cross-modal attentions off and its audio stream
         carries no real tokens."""
         return [lin for lin in self.linears
-                if train_audio or (lin.sub not in _CROSS_MODAL and lin.stream() in ("video", "text"))]
+                if train_audio or (lin.sub not in _CROSS_MODAL and _STREAMS.get(lin.sub, ("",))[0] == "video")]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -224,7 +232,7 @@ class Workload:
 
 
 def largest_workload(data: TrainingData, batch_size: int = 1, train_audio: bool = False) -> Workload:
-    """Scan ``data.group_key(i)`` (shapes from the manifest; no tensor is loaded) for the bucket with the most tokens."""
+    """Scan ``data.group_key(i)`` (shapes from the manifest; no tensor is loaded) for the most tokens per sample."""
     best = None
     for i in range(len(data)):
         video, context, audio = data.group_key(i)[:3]
@@ -262,15 +270,19 @@ class Plan:
 
 @dataclasses.dataclass(frozen=True)
 class Vram:
-    """GPU memory at the peak, by part (bytes)."""
+    """GPU memory by part (bytes) and the peak they add up to."""
 
     weights: int
+    """Base weights resident on the GPU."""
     lora: int
+    """fp32 masters."""
     optimizer: int
-    gradients: int
+    """Optimizer moments."""
     activations: int
-    workspace: int
+    """Saved for the backward, at its start."""
     peak: int
+    peak_in: str
+    """"backward" or "optimizer step": where the peak falls."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -344,7 +356,7 @@ class Estimate:
             f"Pre-flight ({source}), bucket {self.bucket} ({self.video_tokens} tokens), "
             f"LoRA {self.lora_params / 1e6:.1f} M params",
             f"GPU memory: {_gib(v.peak)}{_of(self.vram_available)} (weights {_gib(v.weights)}, LoRA + optimizer "
-            f"{_gib(v.lora + v.optimizer + v.gradients)}, activations {_gib(v.activations)})",
+            f"{_gib(v.lora + v.optimizer)}, activations {_gib(v.activations)}; peak in the {v.peak_in})",
             f"System RAM: {_gib(self.ram_bytes)}{_of(self.ram_available)}",
             f"Disk: {_gib(self.disk_bytes)}{_of(self.disk_free, 'free')} "
             f"({_gib(self.checkpoint_bytes)} per checkpoint)",
@@ -414,29 +426,30 @@ def block_activations(shape: ModelShape, work: Workload, plan: Plan) -> dict[int
     return saved
 
 
-def vram_breakdown(shape: ModelShape, work: Workload, plan: Plan, device_type: str = "cuda") -> Vram:
+def vram_breakdown(shape: ModelShape, work: Workload, plan: Plan) -> Vram:
     elem = 2 if plan.autocast else shape.activation_size
     p = lora_parameters(shape, plan.targets, plan.rank)
-    weights = shape.weight_bytes - (shape.matrix_bytes // 2 if plan.fp8 else 0)
+    weights = shape.weight_bytes - (shape.fp8_saving if plan.fp8 else 0)
     weights = round(weights * (1 - plan.offload_fraction))
     saved = block_activations(shape, work, plan)
+    video = work.tokens("video") * shape.video_dim
     if plan.checkpointing:
-        hidden = work.tokens("video") * shape.video_dim
-        if plan.train_audio:
-            hidden += work.tokens("audio") * shape.audio_dim
-        acts = shape.n_blocks * hidden + MU * work.tokens("video") * shape.video_dim + RHO * max(saved.values())
+        hidden = video + (work.tokens("audio") * shape.audio_dim if plan.train_audio else 0)
+        acts = shape.n_blocks * hidden + (MU_SHARED + MU_BLOCK_INPUTS) * video + RHO * max(saved.values())
+        cast = 0
     else:
-        acts = sum(saved.values())
-    activations = round(acts * elem) + (2 * p if plan.autocast else 0)
+        acts = sum(saved.values()) + (RHO - 1) * max(saved.values()) + MU_SHARED * video
+        # Autocast's bf16 copies of the fp32 masters are saved by every adapter's matmul; a checkpointed block
+        # recomputes its own and frees them.
+        cast = 2 * p if plan.autocast else 0
+    activations = round(acts * elem) + cast
     lora = 4 * p
     moments = optimizer_state_bytes(plan.optimizer, p)
     foreach_temp = 0 if plan.optimizer == "adamw8bit" else 4 * p
-    workspace = WORKSPACE if device_type == "cuda" else 0
     backward = moments + activations
     step = 4 * p + moments + foreach_temp
-    peak = weights + lora + max(backward, step) + workspace
-    return Vram(weights=weights, lora=lora, optimizer=moments, gradients=4 * p if step > backward else 0,
-                activations=activations if backward >= step else 0, workspace=workspace, peak=peak)
+    return Vram(weights=weights, lora=lora, optimizer=moments, activations=activations,
+                peak=weights + lora + max(backward, step), peak_in="backward" if backward >= step else "optimizer step")
 
 
 # -- time model ------------------------------------------------------------------------------------------------
@@ -462,15 +475,15 @@ def device_throughput(device: torch.device | str) -> float:
     quick fp32 matmul measurement on a CPU."""
     device = torch.device(device)
     if device.type == "cuda":
-        name = torch.cuda.get_device_name(device)
+        name = torch.cuda.get_device_name(device) if torch.cuda.is_available() else ""
         peak = next((v for k, v in DATASHEET_BF16_FLOPS.items() if k in name), _DEFAULT_PEAK)
         return ACHIEVED_FRACTION * peak
     a = torch.randn(512, 512)
+    a @ a
     started = time.perf_counter()
-    for _ in range(8):
+    for _ in range(4):
         a @ a
-    # Small CPU steps spend most of their time outside matmuls; a third of the matmul rate is closer.
-    return 8 * 2 * 512 ** 3 / (time.perf_counter() - started) / 3
+    return ACHIEVED_FRACTION * 4 * 2 * 512 ** 3 / (time.perf_counter() - started)
 
 
 # -- host side -------------------------------------------------------------------------------------------------
@@ -481,11 +494,10 @@ def checkpoint_bytes(shape: ModelShape, plan: Plan, steps: int) -> tuple[int, in
     chosen = _targets(shape, plan.targets)
     p = lora_parameters(shape, plan.targets, plan.rank)
     tensors = 2 * len(chosen)
-    # The .ckpt: fp32 A/B, moments (plus AdamW's per-tensor step scalar), RNG state, loss history, settings.
-    ckpt = (4 * p + optimizer_state_bytes(plan.optimizer, p) + 4 * tensors + 3 * tensors * _CKPT_PER_TENSOR
-            + steps * _CKPT_PER_LOSS + _CKPT_FIXED)
-    # The LoRA file: bf16 A/B and an fp32 alpha per module; the JSON header names every tensor.
-    header = sum(3 * (len("diffusion_model.") + len(lin.name)) + 3 * 75 for lin in chosen)
+    ckpt = (4 * p + optimizer_state_bytes(plan.optimizer, p) + tensors * _CKPT_PER_TENSOR + steps * _CKPT_PER_LOSS
+            + _CKPT_FIXED)
+    # bf16 A/B and an fp32 alpha per module; the JSON header names all three.
+    header = sum(3 * (len("diffusion_model.") + len(lin.name) + _SAFETENSORS_PER_ENTRY) for lin in chosen)
     lora_file = 2 * p + 4 * len(chosen) + header + _SAFETENSORS_FIXED
     return ckpt, lora_file
 
@@ -498,7 +510,7 @@ def ram_bytes(shape: ModelShape, work: Workload, plan: Plan, device_type: str) -
     ckpt, lora_file = checkpoint_bytes(shape, plan, 0)
     ram = batch + ckpt + lora_file + round(shape.weight_bytes * plan.offload_fraction)
     if device_type != "cuda":
-        ram += vram_breakdown(shape, work, plan, device_type).peak
+        ram += vram_breakdown(shape, work, plan).peak
     return ram
 
 
@@ -548,14 +560,15 @@ def estimate(denoiser: Denoiser, config: TrainConfig, workload: Workload, *, dev
     shape = ModelShape.of(denoiser)
     plan = Plan.of(config, offload_fraction)
     device_type = torch.device(device).type
-    vram = vram_breakdown(shape, workload, plan, device_type)
+    vram = vram_breakdown(shape, workload, plan)
     p = lora_parameters(shape, plan.targets, plan.rank)
     ckpt, lora_file = checkpoint_bytes(shape, plan, config.steps)
     n_checkpoints = math.ceil(config.steps / config.checkpoint_every)
-    kept = n_checkpoints if config.keep_checkpoints == 0 else min(config.keep_checkpoints, n_checkpoints)
+    # A new checkpoint is written before the oldest is pruned, so one more than kept is on disk for a moment.
+    kept = n_checkpoints if config.keep_checkpoints == 0 else min(config.keep_checkpoints + 1, n_checkpoints)
     flops = flops_per_step(shape, workload, plan)
     rate = throughput or device_throughput(device)
-    overhead = BLOCK_OVERHEAD_S * shape.n_blocks if device_type == "cuda" else 0.0
+    overhead = BLOCK_OVERHEAD_S.get(device_type, BLOCK_OVERHEAD_S["cpu"]) * shape.n_blocks
     est = Estimate(
         bucket=workload.bucket, video_tokens=workload.video_tokens, lora_params=p, lora_bytes=4 * p,
         optimizer_bytes=optimizer_state_bytes(plan.optimizer, p), vram=vram, vram_available=vram_available,
@@ -565,21 +578,21 @@ def estimate(denoiser: Denoiser, config: TrainConfig, workload: Workload, *, dev
         checkpoint_bytes=ckpt + lora_file, lora_file_bytes=lora_file, flops_per_step=flops,
         sec_per_step=config.gradient_accumulation * (flops / rate + overhead), steps=config.steps)
     if vram_available is not None and vram.peak * (1 + ALLOCATOR_SLACK) > vram_available:
-        est.fixes = _fixes(shape, workload, plan, vram_available, device_type)
+        est.fixes = _fixes(shape, workload, plan, vram_available)
     return est
 
 
-def _fixes(shape: ModelShape, work: Workload, plan: Plan, available: int, device_type: str) -> list[Fix]:
+def _fixes(shape: ModelShape, work: Workload, plan: Plan, available: int) -> list[Fix]:
     budget = available / (1 + ALLOCATOR_SLACK)
 
     def peak(**changes) -> int:
-        return vram_breakdown(shape, work, dataclasses.replace(plan, **changes), device_type).peak
+        return vram_breakdown(shape, work, dataclasses.replace(plan, **changes)).peak
 
     now = peak()
     options: list[Fix] = []
     if not plan.checkpointing:
         options.append(Fix("turn on gradient checkpointing", peak(checkpointing=True), False))
-    smaller = _smaller_bucket(shape, work, plan, budget, device_type)
+    smaller = _smaller_bucket(shape, work, plan, budget)
     if smaller:
         options.append(smaller)
     for rank in (16, 8):
@@ -593,21 +606,21 @@ def _fixes(shape: ModelShape, work: Workload, plan: Plan, available: int, device
         weights = shape.weight_bytes * (1 - plan.offload_fraction)
         need = plan.offload_fraction + max(0.0, now - budget) / max(weights, 1) * (1 - plan.offload_fraction)
         fraction = min(1.0, need + 0.02)
-        options.append(Fix(f"let ComfyUI stream {fraction:.0%} of the weights from RAM (lowvram)",
-                           peak(offload_fraction=fraction), False))
+        options.append(Fix(f"let ComfyUI stream {fraction:.0%} of the weights from system RAM (lowvram; "
+                           f"{_gib(shape.weight_bytes * fraction)} more RAM)", peak(offload_fraction=fraction), False))
     if not plan.fp8:
         options.append(Fix("use the fp8 checkpoint", peak(fp8=True), False))
     options = [dataclasses.replace(f, fits=f.vram <= budget) for f in options if f.vram < now]
     return sorted(options, key=lambda f: f.vram)
 
 
-def _smaller_bucket(shape: ModelShape, work: Workload, plan: Plan, budget: float, device_type: str) -> Fix | None:
+def _smaller_bucket(shape: ModelShape, work: Workload, plan: Plan, budget: float) -> Fix | None:
     """The largest bucket of the same aspect ratio and frame count that fits; else the longest clip that does."""
     c, f, h, w = work.video_shape
 
     def try_shape(nf, nh, nw):
         candidate = dataclasses.replace(work, video_shape=(c, nf, nh, nw))
-        need = vram_breakdown(shape, candidate, plan, device_type).peak
+        need = vram_breakdown(shape, candidate, plan).peak
         return Fix(f"use bucket {candidate.bucket}", need, need <= budget)
 
     for nh in range(h - 1, 0, -1):

@@ -259,7 +259,7 @@ class LoraTrainer:
         inputs.audio = objective.noisy_input(a0, a_noise, a_token_sigma).to(dev)
         inputs.audio_timesteps = a_token_sigma.to(dev)
         inputs.audio_sigma = a_sigma.to(dev)
-        return a0.to(dev), a_noise, torch.ones(b, t, dtype=torch.bool, device=dev)
+        return a0.to(dev), a_noise.to(dev), torch.ones(b, t, dtype=torch.bool, device=dev)
 
     # -- checkpoints and output ----------------------------------------------------------------------------------
 
