@@ -33,7 +33,7 @@ class DatasetLoader(io.ComfyNode):
                 io.String.Input("folder", default="", tooltip="Folder of clips/images with a .txt caption of the "
                                 "same name each, or the path of a dataset.json, .jsonl or .csv. Relative paths are "
                                 "read from ComfyUI's input folder."),
-                io.Boolean.Input("recursive", default=False, tooltip="Also load files in subfolders."),
+                io.Boolean.Input("recursive", default=False, tooltip="Also load files in subfolders (default off)."),
                 io.String.Input("trigger_word", default="", tooltip="Word added to every caption (once; captions "
                                 "that already contain it are left as they are). Leave empty for none."),
                 io.Combo.Input("trigger_position", options=list(dataset.TRIGGER_POSITIONS), default="start",
@@ -41,7 +41,8 @@ class DatasetLoader(io.ComfyNode):
                 io.Boolean.Input("strict", default=False, tooltip="Stop with an error on any problem, instead of "
                                  "leaving out broken files and carrying on."),
                 io.Boolean.Input("allow_outside_root", default=False, advanced=True, tooltip="Accept manifest "
-                                 "entries and links that point outside the dataset folder."),
+                                 "entries and links that point outside the dataset folder (default off, so a "
+                                 "shared manifest cannot read arbitrary files)."),
             ],
             outputs=[
                 io.Custom("LTX23_DATASET").Output(display_name="dataset", tooltip="The list of usable files and "

@@ -28,7 +28,9 @@ class FrameTrimmer(io.ComfyNode):
                 io.String.Input("buckets", default=DEFAULT_BUCKETS, tooltip="Sizes to train at, as "
                                 "width x height x frames separated by ';'. Width and height must be multiples of "
                                 "32, frames 8n+1 (9, 17, 25, 33, 41, 49, ...); 1 frame is for images. Each file "
-                                "goes to the bucket closest to its shape."),
+                                "goes to the bucket closest to its shape. The default (landscape, portrait and "
+                                "square 49-frame buckets plus 768x512 images) follows the retraining guide; "
+                                "smaller sizes or fewer frames train faster and need less memory."),
                 io.Float.Input("target_fps", default=0.0, min=0.0, max=240.0, step=0.001, tooltip="Frame rate to "
                                "resample clips to. 0 keeps each clip's own rate (recommended; the model is told "
                                "the rate)."),
@@ -36,12 +38,14 @@ class FrameTrimmer(io.ComfyNode):
                                "of a long clip to use: its start, its middle, a random part (same every run for the "
                                "same seed), or several non-overlapping parts."),
                 io.Int.Input("max_windows", default=4, min=1, max=64, tooltip="With window 'multiple': at most this "
-                             "many parts per clip."),
+                             "many parts per clip (default 4)."),
                 io.Boolean.Input("no_upscale", default=False, tooltip="Never enlarge a small file; it goes to a "
                                  "smaller bucket, or is left out (and reported) if none fits."),
-                io.Int.Input("seed", default=0, min=0, max=2**31 - 1, tooltip="Seed for the 'random' window."),
+                io.Int.Input("seed", default=0, min=0, max=2**31 - 1, control_after_generate=False,
+                             tooltip="Seed for the 'random' window (default 0). Kept fixed between queues, so the "
+                             "cached latents stay valid."),
                 io.Int.Input("preview_per_bucket", default=3, min=1, max=16, advanced=True, tooltip="How many "
-                             "samples of each bucket to show in the preview."),
+                             "samples of each bucket to show in the preview (default 3)."),
             ],
             outputs=[
                 io.Custom("LTX23_SAMPLES").Output(display_name="samples", tooltip="The trimmed samples, for "

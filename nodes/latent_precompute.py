@@ -172,30 +172,41 @@ class LatentPrecompute(io.ComfyNode):
                         "a cache folder. Training then needs neither the VAE nor the text encoder. Re-runs reuse "
                         "what is still valid and resume interrupted runs.",
             inputs=[
-                SAMPLES.Input("samples"),
-                io.Vae.Input("vae", tooltip="The LTX-2.3 video VAE."),
-                io.Clip.Input("clip", tooltip="The LTX-2.3 text encoder (Gemma 3 12B)."),
-                io.Model.Input("model", tooltip="The LTX-2.3 MODEL: its text connectors process the captions."),
-                io.Vae.Input("audio_vae", optional=True, tooltip="LTX audio VAE; needed when 'audio' is on."),
+                SAMPLES.Input("samples", tooltip="The trimmed samples, from the LTX-2.3 Frame Trimmer."),
+                io.Vae.Input("vae", tooltip="The LTX-2.3 video VAE (the VAE output of Load Checkpoint)."),
+                io.Clip.Input("clip", tooltip="The LTX-2.3 text encoder (Gemma 3 12B, from LTXV Audio Text Encoder "
+                            "Loader). It is unloaded again once the captions are encoded."),
+                io.Model.Input("model", tooltip="The LTX-2.3 MODEL you will train: its text connectors turn the "
+                             "encoder's output into what the model reads."),
+                io.Vae.Input("audio_vae", optional=True, tooltip="The LTX-2.3 audio VAE (LTXV Audio VAE Loader); needed only "
+                            "when 'audio' is on."),
                 io.String.Input("cache_folder", default=DEFAULT_FOLDER,
-                                tooltip="Where the cache lives. Relative paths are inside ComfyUI's output folder."),
+                                tooltip="Where the encoded latents are stored. Relative paths are inside "
+                                        "ComfyUI's output folder. Re-runs reuse what is still valid."),
                 io.Boolean.Input("audio", default=False,
-                                 tooltip="Also encode each clip's sound (clips without a track train video-only)."),
+                                 tooltip="Also encode each clip's sound (default off; clips without a "
+                                         "sound track then train video-only). Needed for 'train_audio'."),
                 io.String.Input("validation_prompts", default="", multiline=True,
-                                tooltip="One prompt per line, encoded now for validation during training."),
+                                tooltip="Optional: one prompt per line, encoded now so validation can use "
+                                        "them later without loading the text encoder again."),
                 io.Int.Input("decode_check", default=1, min=0, max=16, tooltip="Decode this many cached latents "
-                             "back to video, to see what the model will learn from."),
+                             "back to video (default 1), to see what the model will learn from; 0 skips it."),
                 io.Int.Input("batch_size", default=1, min=1, max=16, advanced=True,
-                             tooltip="Clips of one bucket decoded and held in memory together."),
+                             tooltip="Clips of one bucket decoded and held in memory together "
+                             "(default 1); higher is faster with memory to spare."),
                 io.Combo.Input("vae_tiling", options=["auto", "always"], default="auto", advanced=True,
-                               tooltip="auto: tiled only when memory runs out; always: tiled encode for every clip."),
-                io.Combo.Input("storage_dtype", options=["bf16", "fp32"], default="bf16", advanced=True),
+                               tooltip="auto (default): tiled encoding only when memory runs out; "
+                               "always: tiled for every clip (slower, least memory)."),
+                io.Combo.Input("storage_dtype", options=["bf16", "fp32"], default="bf16", advanced=True,
+                               tooltip="Precision of the stored latents: bf16 (default) is half the disk space "
+                                       "and what training computes in; fp32 for exact debugging."),
                 io.Boolean.Input("prune_stale", default=False, advanced=True,
-                                 tooltip="Delete cache files that no current sample or prompt uses."),
+                                 tooltip="Delete cache files that no current sample or prompt uses "
+                                 "(default off)."),
             ],
             outputs=[
-                LATENT_CACHE.Output(display_name="cache"),
-                io.String.Output(display_name="summary"),
+                LATENT_CACHE.Output(display_name="cache", tooltip="The latent cache, for the LoRA Trainer."),
+                io.String.Output(display_name="summary", tooltip="What was encoded, reused or skipped, and why."),
                 io.Image.Output(display_name="preview", tooltip="Decoded frames of the first decode-checked "
                                 "sample (one black frame when decode_check is 0)."),
             ],

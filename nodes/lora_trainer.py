@@ -16,6 +16,7 @@ from comfy_api.latest import io
 
 from ..trainer_core.checkpoints import latest_checkpoint
 from ..trainer_core.config import RECIPES, TrainConfig, recipe_config
+from ..trainer_core.estimate import estimate, largest_workload
 from ..trainer_core.lora_file import LoraFile, comfy_state_dict
 from ..trainer_core.trainer import LoraTrainer, NonFiniteLoss
 from .comfy_denoiser import ComfyLTXDenoiser, ensure_training_forward_matches, trainable_view
@@ -59,59 +60,89 @@ class LoraTrainerNode(io.ComfyNode):
             node_id="LTX23Trainer_LoraTrainer",
             display_name="LTX-2.3 LoRA Trainer",
             category="LTX-2.3 Trainer/Train",
-            description="Trains a LoRA on the precomputed latents, through the LTX-2.3 model ComfyUI loaded. "
-                        "Shows loss, speed and ETA while it runs; cancel keeps a checkpoint you can resume.",
+            description="Trains a LoRA on the precomputed latents, through the LTX-2.3 model ComfyUI loaded (the "
+                        "model itself is not changed). The panel on the node shows the loss, speed, ETA and a "
+                        "pre-flight estimate while it runs. Cancelling saves a checkpoint first: press 'Set up "
+                        "resume' (or turn 'resume' on) and queue again to continue exactly where it stopped. "
+                        "Defaults are the LTX-2.3 retraining guide's recipe: rank 32, alpha 32, learning rate 1e-4, "
+                        "1500 steps, batch 1, checkpoints every 250 steps.",
             inputs=[
-                io.Model.Input("model", tooltip="The LTX-2.3 model to train on (the same one you sample with)."),
-                io.Custom("LTX23_LATENT_CACHE").Input("latent_cache", tooltip="From Latent Precompute."),
+                io.Model.Input("model", tooltip="The LTX-2.3 model to train on: the same one you generate with (LTX-2.3 dev, from Load "
+                                          "Checkpoint). A LoRA trained on LTX-2 does not work on LTX-2.3."),
+                io.Custom("LTX23_LATENT_CACHE").Input("latent_cache", tooltip="The encoded clips and captions, from LTX-2.3 Latent Precompute."),
                 io.Combo.Input("recipe", options=list(RECIPES), default="character",
-                               tooltip="character: a person or object (attention only). style: a look "
-                                       "(attention + feed-forward). motion: how things move (also learns from "
-                                       "first-frame-conditioned clips, as image-to-video uses them)."),
+                               tooltip="What the LoRA should learn; picks which layers train. character (default): a person, "
+                                       "creature or object; attention layers only, so the rest of the scene stays "
+                                       "as the model draws it. style: a look (colour, texture, medium); attention "
+                                       "+ feed-forward. motion: how things move; attention + feed-forward, and half "
+                                       "the steps are given the first frame, as image-to-video uses the model."),
                 io.String.Input("run_name", default="ltx23_lora",
-                                tooltip="Folder under output/ltx23_trainer/runs for checkpoints and the loss log."),
+                                tooltip="Name of this training run: its checkpoints go to output/ltx23_trainer/runs/<run_name>. "
+                                        "A new run never overwrites an old one; it becomes <run_name>_2, _3, ..."),
                 io.Int.Input("steps", default=_DEFAULTS.steps, min=1, max=100000,
-                             tooltip="Optimizer steps. 1000-2000 is typical; check checkpoints at 500/750/1000."),
+                             tooltip="How many training steps (recipe default 1500). 1000-2000 is typical; compare the "
+                                     "checkpoints at 500, 750 and 1000 steps before training longer."),
                 io.Int.Input("rank", default=_DEFAULTS.rank, min=1, max=256,
-                             tooltip="LoRA capacity. 32 suits most LoRAs; 64 for complex styles; 16 if it overfits."),
+                             tooltip="LoRA size, i.e. how much it can learn (recipe default 32). 32 suits most LoRAs; 64 "
+                                     "for complex styles; 16 if it copies the training clips too closely."),
                 io.Float.Input("alpha", default=_DEFAULTS.alpha, min=0.1, max=1024.0, step=0.1,
-                               tooltip="Scale alpha/rank of the LoRA update. Keep equal to rank."),
+                               tooltip="Strength scale: the LoRA's change is multiplied by alpha/rank (recipe default 32, "
+                                       "equal to rank, i.e. 1.0). Change it together with rank."),
                 io.Float.Input("learning_rate", default=_DEFAULTS.learning_rate, min=1e-7, max=1e-2, step=1e-6,
-                               tooltip="1e-4 to start; 5e-5 if training is unstable."),
+                               tooltip="How big each training step is (recipe default 0.0001). Lower it to 0.00005 if the "
+                                       "loss jumps around or the output breaks; raising it rarely helps."),
                 io.String.Input("trigger_word", default="",
-                                tooltip="The trigger your captions use; written into the LoRA's run card."),
+                                tooltip="The trigger word your captions use (set it in the Dataset Loader). Only recorded in "
+                                        "the LoRA's metadata here, so prompts later know what to write."),
                 io.Boolean.Input("resume", default=False,
-                                 tooltip="Continue this run_name from its newest checkpoint (same settings)."),
-                io.Int.Input("seed", default=_DEFAULTS.seed, min=0, max=2**31 - 1,
-                             tooltip="Same seed + same data + same settings = the same LoRA."),
+                                 tooltip="Continue the run named in run_name from its newest checkpoint, with the same data "
+                                         "and settings (only steps and the checkpoint settings may change). Off "
+                                         "(default) starts a new run."),
+                io.Int.Input("seed", default=_DEFAULTS.seed, min=0, max=2**31 - 1, control_after_generate=False,
+                             tooltip="Random seed (default 42). Same seed + same data + same settings = the "
+                                     "same LoRA. Not randomized after each queue: a resume needs the same seed."),
                 io.Float.Input("caption_dropout", default=_DEFAULTS.caption_dropout, min=0.0, max=0.9, step=0.01,
-                               advanced=True, tooltip="Share of steps trained with an empty caption."),
+                               advanced=True, tooltip="Share of steps trained with an empty caption (recipe default 0.05), so the "
+                                       "LoRA also works on prompts that do not describe it fully."),
                 io.Int.Input("checkpoint_every", default=_DEFAULTS.checkpoint_every, min=1, max=100000,
-                             advanced=True, tooltip="Save a resumable checkpoint (and a usable LoRA) this often."),
+                             advanced=True, tooltip="Save a resumable checkpoint and a ready-to-use LoRA file every this many "
+                                     "steps (recipe default 250)."),
                 io.Int.Input("keep_checkpoints", default=_DEFAULTS.keep_checkpoints, min=0, max=1000,
-                             advanced=True, tooltip="Keep the newest N checkpoints (0 keeps all)."),
+                             advanced=True, tooltip="Keep only the newest N checkpoints to save disk space (default 3; 0 keeps all)."),
                 io.String.Input("targets", default="", advanced=True,
-                                tooltip="Modules to adapt; empty = the recipe's. Presets: video_attn, video_ff, "
-                                        "audio_attn, audio_ff, av_cross_attn; or suffixes like attn1.to_q."),
+                                tooltip="Which layers the LoRA changes; empty (default) = the recipe's. Presets, comma "
+                                        "separated: video_attn, video_ff, audio_attn, audio_ff, av_cross_attn; "
+                                        "or layer name endings like attn1.to_q."),
                 io.Combo.Input("schedule", options=["linear", "cosine", "constant"], default=_DEFAULTS.schedule,
-                               advanced=True, tooltip="linear: decays to 0.1x (ltx-trainer's default)."),
-                io.Int.Input("warmup_steps", default=0, min=0, max=10000, advanced=True),
+                               advanced=True, tooltip="How the learning rate changes over the run. linear (default, as Lightricks' "
+                                       "trainer): falls to 0.1x by the last step; cosine: falls to 0; constant."),
+                io.Int.Input("warmup_steps", default=0, min=0, max=10000, advanced=True,
+                             tooltip="Ramp the learning rate up over the first N steps (default 0)."),
                 io.Int.Input("batch_size", default=1, min=1, max=64, advanced=True,
-                             tooltip="Samples per step; only same-size samples share a batch."),
-                io.Int.Input("gradient_accumulation", default=1, min=1, max=64, advanced=True),
+                             tooltip="Samples per step (recipe default 1). Only samples of the same size share a "
+                                     "batch; more needs more memory."),
+                io.Int.Input("gradient_accumulation", default=1, min=1, max=64, advanced=True,
+                             tooltip="Average this many batches per step: a larger effective batch "
+                                     "without more memory, but each step takes that much longer (default 1)."),
                 io.Boolean.Input("gradient_checkpointing", default=True, advanced=True,
-                                 tooltip="Recompute each block in backward: far less memory, ~30% slower."),
-                io.Combo.Input("mixed_precision", options=["bf16", "no"], default="bf16", advanced=True),
+                                 tooltip="On (default): far less memory, about 30% slower. Turn off only if "
+                                         "the GPU has memory to spare."),
+                io.Combo.Input("mixed_precision", options=["bf16", "no"], default="bf16", advanced=True,
+                               tooltip="bf16 (default): compute in bfloat16. no: full float32, slower and "
+                                       "more memory, for debugging."),
                 io.Combo.Input("optimizer", options=["adamw", "adamw8bit"], default="adamw", advanced=True,
-                               tooltip="adamw8bit needs bitsandbytes and saves memory on large ranks."),
+                               tooltip="adamw (default). adamw8bit keeps optimizer state in 8 bits, saving "
+                                       "memory at large ranks; needs the bitsandbytes package."),
                 io.Boolean.Input("train_audio", default=False, advanced=True,
-                                 tooltip="Also train the audio stream (needs audio latents in the cache)."),
+                                 tooltip="Also train the audio half of the model (default off). Needs 'audio' on in "
+                                         "Latent Precompute; clips without sound train video only."),
             ],
             outputs=[
                 LORA.Output(display_name="lora", tooltip="The trained LoRA: feed Save Comfy LoRA or Validation Sweep."),
                 io.Model.Output(display_name="model", tooltip="The input model with the LoRA applied at strength 1."),
                 io.LossMap.Output(display_name="loss", tooltip="Loss per step, for ComfyUI's Loss Graph node."),
-                io.String.Output(display_name="report"),
+                io.String.Output(display_name="report", tooltip="Steps, final loss, where the LoRA and "
+                                 "checkpoints are, and the training self-check."),
             ],
             hidden=[io.Hidden.unique_id],
             not_idempotent=True,
@@ -146,7 +177,10 @@ class LoraTrainerNode(io.ComfyNode):
                               device=mm.get_torch_device())
         if resume:
             trainer.resume(os.path.join(out_dir, "checkpoints"))
-        progress.begin(trainer, out_dir)
+        # Shown on the node's panel; no memory check here (vram_available=None), the estimate only informs.
+        preflight = estimate(trainer.denoiser, cfg, largest_workload(data, cfg.batch_size, cfg.train_audio),
+                             device=trainer.device, output_dir=out_dir)
+        progress.begin(trainer, out_dir, preflight)
         try:
             with trainable_view(dm):
                 result = trainer.run()

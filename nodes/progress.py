@@ -58,9 +58,9 @@ class TrainingProgress:
         self.estimate: dict | None = None
         self.run: dict = {}
 
-    def begin(self, trainer, run_dir: str) -> None:
-        """Publishes the pre-flight estimate before the first step. A resumed run's loss history comes from its
-        checkpoint, so the chart continues where it stopped instead of starting over."""
+    def begin(self, trainer, run_dir: str, preflight=None) -> None:
+        """Publishes the pre-flight estimate (``trainer_core.estimate.Estimate``, optional) before the first step.
+        A resumed run's loss history comes from its checkpoint, so the chart continues where it stopped."""
         cfg, data = trainer.cfg, trainer.data
         params = sum(p.numel() for p in trainer.lora.trainable_parameters())
         per_step = cfg.batch_size * cfg.gradient_accumulation
@@ -71,10 +71,10 @@ class TrainingProgress:
             "epochs": round(cfg.steps * per_step / len(data), 1),
             "lora_modules": len(trainer.lora.names),
             "lora_params": params,
-            # bf16, the format checkpoints save the LoRA in
-            "lora_file_mb": round(params * 2 / 1e6, 1),
             "resume_from": trainer.step or None,
         }
+        if preflight is not None:
+            self.estimate.update(preflight_fields(preflight))
         self.publish("estimate", step=trainer.step, total=cfg.steps, loss_ema=trainer.loss_ema)
 
     def publish(self, state: str, **fields) -> None:
@@ -99,3 +99,17 @@ class TrainingProgress:
         elif event.kind in ("checkpoint", "stopped", "done", "error"):
             self.publish(event.kind, step=event.step, total=event.total_steps, loss_ema=event.loss_ema,
                          checkpoint=event.path, message=event.message)
+
+
+def preflight_fields(est) -> dict:
+    """The estimate as short display strings, plus any problem it found (not enough RAM or disk)."""
+    gib = 1024 ** 3
+    source = "measured" if est.measured else "estimated"
+    return {
+        "bucket": f"{est.bucket} ({est.video_tokens} tokens)",
+        "gpu_memory": f"{est.vram.peak / gib:.1f} GiB",
+        "system_ram": f"{est.ram_bytes / gib:.1f} GiB",
+        "disk": f"{est.disk_bytes / gib:.2f} GiB, {est.checkpoint_bytes / 1e6:.0f} MB per checkpoint",
+        "time": f"{est.sec_per_step:.2f} s/step, ~{est.eta_sec / 60:.0f} min ({source})",
+        "warnings": [p.line() for p in est.problems] or None,
+    }

@@ -12,7 +12,7 @@ const TRAINER = "LTX23Trainer_LoraTrainer";
 const SWEEP = "LTX23Trainer_ValidationSweep";
 const EVENT = "ltx23_trainer.progress";
 const STATUS_ROUTE = "/ltx23_trainer/status";
-const PANEL_HEIGHT = 330;
+const PANEL_HEIGHT = 440;
 const PREVIEW_HEIGHT = 200;
 
 const STATE_LABELS = {
@@ -30,8 +30,12 @@ const ESTIMATE_LABELS = {
   epochs: ["epochs (passes over the data)", (v) => v],
   lora_modules: ["LoRA modules", (v) => v],
   lora_params: ["trainable parameters", (v) => formatCount(v)],
-  lora_file_mb: ["LoRA file size", (v) => `${v} MB`],
   resume_from: ["resumed from step", (v) => v],
+  bucket: ["largest bucket", (v) => v],
+  gpu_memory: ["GPU memory (peak)", (v) => v],
+  system_ram: ["system RAM", (v) => v],
+  disk: ["disk for checkpoints", (v) => v],
+  time: ["time", (v) => v],
 };
 
 // Latest state per node id. Panels read it when they are created, so data that arrived before the workflow was
@@ -170,12 +174,13 @@ function injectStyle() {
 .ltx23-chart { flex: 1 1 auto; min-height: 110px; width: 100%; }
 .ltx23-stats { display: grid; grid-template-columns: repeat(3, 1fr); gap: 2px 8px; }
 .ltx23-stats span { opacity: 0.65; margin-right: 4px; }
-.ltx23-estimate { display: grid; grid-template-columns: auto 1fr; gap: 0 8px; opacity: 0.85; }
+.ltx23-estimate { display: grid; grid-template-columns: auto 1fr; gap: 0 8px; margin: 0; opacity: 0.85; }
 .ltx23-estimate:empty { display: none; }
 .ltx23-estimate dt { opacity: 0.65; }
 .ltx23-estimate dd { margin: 0; }
 .ltx23-msg { white-space: pre-wrap; word-break: break-all; opacity: 0.85; }
 .ltx23-msg:empty { display: none; }
+.ltx23-warn { color: #e6b450; }
 .ltx23-actions { display: flex; gap: 6px; }
 .ltx23-actions button { font-size: 11px; padding: 2px 8px; cursor: pointer; }
 .ltx23-preview { display: none; }
@@ -210,6 +215,7 @@ class Panel {
       this.stats[key] = el("b", null, cell);
     }
     this.estimateEl = el("dl", "ltx23-estimate", this.root);
+    this.warnEl = el("div", "ltx23-msg ltx23-warn", this.root);
     this.msgEl = el("div", "ltx23-msg", this.root);
     const actions = el("div", "ltx23-actions", this.root);
     this.stopBtn = el("button", null, actions);
@@ -264,13 +270,14 @@ class Panel {
 
     this.estimateEl.replaceChildren();
     for (const [key, value] of Object.entries(run.estimate ?? {})) {
-      if (value == null) continue;
+      if (value == null || key === "warnings") continue;
       const [label, fmt] = ESTIMATE_LABELS[key] ?? [key.replaceAll("_", " "), (v) => v];
       el("dt", null, this.estimateEl).textContent = label;
       el("dd", null, this.estimateEl).textContent = String(fmt(value));
     }
 
     this.msgEl.textContent = this.message(run);
+    this.warnEl.textContent = (run.estimate?.warnings ?? []).join("\n");
     this.stopBtn.style.display = active ? "" : "none";
     this.resumeBtn.style.display = (run.state === "stopped" || run.state === "error") && run.run_name ? "" : "none";
     this.updatePreview(run.preview);

@@ -69,7 +69,8 @@ class ComfyServer:
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
             return
-        os.killpg(self.proc.pid, signal.SIGINT)
+        # SIGTERM, not SIGINT: a server started from a background job inherits SIGINT as ignored.
+        os.killpg(self.proc.pid, signal.SIGTERM)
         try:
             self.proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
