@@ -151,3 +151,27 @@ def test_audio_and_video_latents_train_both_streams(run_node, comfy_pack, tiny_l
     trained = {n for n, (_, B) in lora.weights.items() if torch.any(B)}
     assert any(".audio_attn1." in n for n in trained) and any(".audio_to_video_attn." in n for n in trained)
     assert any(".video_to_audio_attn." in n for n in trained)
+
+
+def test_a_run_that_will_not_fit_stops_before_training_and_names_fixes(ltx23, run_node, comfy_pack, comfy_env,
+                                                                        monkeypatch):
+    import importlib
+
+    node_module = importlib.import_module(f"{comfy_pack.module.__name__}.nodes.lora_trainer")
+    model, cache = ltx23
+    monkeypatch.setattr(node_module, "device_memory_available", lambda device: 64 * 1024)
+    with pytest.raises(ValueError, match="GPU memory") as failure:
+        _train(run_node, model, cache, "too_big")
+    assert "Fix:" in str(failure.value) and "stream" in str(failure.value)
+    assert not comfy_env.path("output", "ltx23_trainer", "runs", "too_big").exists()
+
+
+def test_the_estimate_is_refined_by_measured_steps(ltx23, run_node, comfy_pack):
+    import importlib
+
+    progress = importlib.import_module(f"{comfy_pack.module.__name__}.nodes.progress")
+    model, cache = ltx23
+    _train(run_node, model, cache, "probed", steps=8)
+    status = progress.status_snapshot()["1"]
+    assert status["state"] == "done" and len(status["losses"]) == 8
+    assert status["estimate"]["time"].endswith("(measured)") and status["estimate"]["samples"] == 4
