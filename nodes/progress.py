@@ -15,6 +15,8 @@ from __future__ import annotations
 import os
 import threading
 
+from ..trainer_core.estimate import format_bytes
+
 EVENT = "ltx23_trainer.progress"
 _status: dict[str, dict] = {}
 _lock = threading.Lock()
@@ -103,13 +105,12 @@ class TrainingProgress:
 
 def preflight_fields(est) -> dict:
     """The estimate as short display strings, plus any problem it found (not enough RAM or disk)."""
-    gib = 1024 ** 3
     source = "measured" if est.measured else "estimated"
     return {
         "bucket": f"{est.bucket} ({est.video_tokens} tokens)",
-        "gpu_memory": f"{est.vram.peak / gib:.1f} GiB",
-        "system_ram": f"{est.ram_bytes / gib:.1f} GiB",
-        "disk": f"{est.disk_bytes / gib:.2f} GiB, {est.checkpoint_bytes / 1e6:.0f} MB per checkpoint",
+        "gpu_memory": format_bytes(est.vram.peak),
+        "system_ram": format_bytes(est.ram_bytes),
+        "disk": f"{format_bytes(est.disk_bytes)}, {format_bytes(est.checkpoint_bytes)} per checkpoint",
         "time": f"{est.sec_per_step:.2f} s/step, ~{est.eta_sec / 60:.0f} min ({source})",
         "warnings": [p.line() for p in est.problems] or None,
     }

@@ -114,7 +114,10 @@ class ValidationSweep(io.ComfyNode):
                 io.String.Input("strengths", default="0, 0.5, 0.75, 1.0",
                                 tooltip="LoRA strengths to compare; 0 (the base model) is always added."),
                 io.Int.Input("seeds", default=3, min=1, max=16, tooltip="Seeds per prompt."),
-                io.Int.Input("seed", default=0, min=0, max=2**31 - 1, tooltip="The first seed; the others follow it."),
+                # Not named "seed": the front end would add a randomize-after-run control, and a sweep compares
+                # fixed seeds across runs.
+                io.Int.Input("first_seed", default=0, min=0, max=2**31 - 1,
+                             tooltip="The first seed; the others follow it."),
                 io.Combo.Input("mode", options=list(sw.MODES), default="dev",
                                tooltip="dev: CFG 3.5, 20 steps, LTXVScheduler sigmas. distilled: CFG 1, the 8 "
                                        "distilled sigmas (dev checkpoint + distilled LoRA, or the distilled model)."),
@@ -138,7 +141,8 @@ class ValidationSweep(io.ComfyNode):
                 io.Float.Output(display_name="recommended_strength",
                                 tooltip="0 when the LoRA changes nothing."),
                 io.String.Output(display_name="report"),
-                io.Image.Output(display_name="grid", tooltip="The grid video's frames."),
+                io.Image.Output(display_name="grid_frame",
+                                tooltip="The grid's middle frame, as an image (the video is in the output folder)."),
             ],
             hidden=[io.Hidden.unique_id],
             is_output_node=True,
@@ -147,9 +151,9 @@ class ValidationSweep(io.ComfyNode):
     @classmethod
     def execute(cls, model, vae, lora_name=NO_FILE, trigger="", trigger_prompts=DEFAULT_TRIGGER_PROMPTS,
                 off_topic_prompts=DEFAULT_OFF_TOPIC, no_trigger_prompts="", negative_prompt="",
-                strengths="0, 0.5, 0.75, 1.0", seeds=3, seed=0, mode="dev", steps=0, cfg=0.0, width=512, height=320,
-                frames=25, fps=24.0, sampler_name="euler", save_clips=True, filename_prefix="ltx23_sweep/sweep",
-                allow_base_mismatch=False, lora=None, clip=None, cache=None) -> io.NodeOutput:
+                strengths="0, 0.5, 0.75, 1.0", seeds=3, first_seed=0, mode="dev", steps=0, cfg=0.0, width=512,
+                height=320, frames=25, fps=24.0, sampler_name="euler", save_clips=True,
+                filename_prefix="ltx23_sweep/sweep", allow_base_mismatch=False, lora=None, clip=None, cache=None) -> io.NodeOutput:
         import comfy.model_management as mm
         import comfy.sample
         import comfy.samplers
@@ -162,18 +166,19 @@ class ValidationSweep(io.ComfyNode):
         compat = guard(model, lora_file, name, allow_base_mismatch)
         plan = sw.make_plan(trigger, sw.parse_lines(trigger_prompts), sw.parse_lines(off_topic_prompts),
                             sw.parse_lines(no_trigger_prompts), sw.parse_strengths(strengths),
-                            range(seed, seed + seeds))
+                            range(first_seed, first_seed + seeds))
         steps, cfg = sw.mode_settings(mode, steps, cfg)
         conditioner = _Conditioner(model, fps, clip=clip, cache=cache)
         conditioner.check(plan.texts() + ([negative_prompt.strip()] if cfg != 1.0 else []))
         positives = {text: conditioner(text) for text in plan.texts()}
-        negative = conditioner(negative_prompt.strip())
+        # CFG 1 never evaluates the negative; the empty text is always available (also in a cache).
+        negative = conditioner(negative_prompt.strip() if cfg != 1.0 else "")
 
         latent = torch.zeros(1, 128, (frames - 1) // 8 + 1, height // 32, width // 32)
         sigmas = sw.sweep_sigmas(mode, steps, latent[0, 0].numel())
         sampler = comfy.samplers.sampler_object(sampler_name)
         rows = plan.rows
-        pbar = comfy.utils.ProgressBar(plan.num_samples + len(rows) * len(plan.strengths), node_id=cls.hidden.unique_id)
+        pbar = comfy.utils.ProgressBar(2 * plan.num_samples, node_id=cls.hidden.unique_id)
         latents = {}
         for strength in plan.strengths:
             patched = apply_lora(model, lora_file, strength, name, allow_partial=allow_base_mismatch)
@@ -186,20 +191,22 @@ class ValidationSweep(io.ComfyNode):
                 pbar.update(1)
         scores = sw.score_sweep(plan, latents)
 
-        clips = {}
+        # Decoding after all sampling keeps the VAE and the DiT from taking turns in VRAM.
+        folder, subfolder, stem = _save_dir(filename_prefix)
+        cell_size = sw.grid_cell_size(height, width, len(rows), len(plan.strengths))
+        cells = {}
         for (i, strength), lat in latents.items():
             mm.throw_exception_if_processing_interrupted()
-            clips[(i, plan.strengths.index(strength))] = sw.to_uint8(vae.decode(lat)[0])
-            pbar.update(1)
-        grid = sw.assemble_grid(clips, [(r.label, r.prompt) for r in rows], [f"strength {s:g}" for s in plan.strengths])
-
-        folder, subfolder, stem = _save_dir(filename_prefix)
-        sw.write_mp4(os.path.join(folder, stem + "_grid.mp4"), grid, fps)
-        if save_clips:
-            for (i, c), frames_u8 in clips.items():
+            clip = sw.to_uint8(vae.decode(lat)[0])
+            if save_clips:
                 row = rows[i]
-                cell = f"{row.group}{row.prompt_index + 1}_seed{row.seed}_s{plan.strengths[c]:g}.mp4"
-                sw.write_mp4(os.path.join(folder, stem + "_clips", cell), frames_u8, fps)
+                cell = f"{row.group}{row.prompt_index + 1}_seed{row.seed}_s{strength:g}.mp4"
+                sw.write_mp4(os.path.join(folder, stem + "_clips", cell), clip, fps)
+            cells[(i, plan.strengths.index(strength))] = sw.fit_clip(clip, cell_size)
+            pbar.update(1)
+        grid = sw.assemble_grid(cells, [(r.label, r.prompt) for r in rows], [f"{s:g}" for s in plan.strengths],
+                                corner="LoRA strength:")
+        sw.write_mp4(os.path.join(folder, stem + "_grid.mp4"), grid, fps)
 
         report = "\n".join([f"LoRA: {name}. {compat.message}",
                             f"{len(rows)} rows x {len(plan.strengths)} strengths, {mode} mode, {steps} steps, "
@@ -214,7 +221,8 @@ class ValidationSweep(io.ComfyNode):
         write_text_atomic(os.path.join(folder, stem + "_scores.json"), json.dumps(result, indent=1))
         ui = {"images": [{"filename": stem + "_grid.mp4", "subfolder": subfolder, "type": "output"}],
               "animated": (True,), "text": (report,)}
-        return io.NodeOutput(result, float(scores.recommended or 0.0), report, grid.float() / 255, ui=ui)
+        middle = grid[grid.shape[0] // 2][None].float() / 255
+        return io.NodeOutput(result, float(scores.recommended or 0.0), report, middle, ui=ui)
 
 
 def _sampler_names() -> list[str]:

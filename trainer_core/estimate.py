@@ -331,17 +331,17 @@ class Estimate:
     def problems(self) -> list[Problem]:
         found = []
         if self.vram_available is not None and self.vram.peak * (1 + ALLOCATOR_SLACK) > self.vram_available:
-            fixes = "; ".join(f"{f.description} (~{_gib(f.vram)}{'' if f.fits else ', still too much'})"
+            fixes = "; ".join(f"{f.description} (~{format_bytes(f.vram)}{'' if f.fits else ', still too much'})"
                               for f in self.fixes) or "train on a GPU with more memory"
-            found.append(Problem(ERROR, "vram", f"training needs ~{_gib(self.vram.peak)} of GPU memory at bucket "
-                                 f"{self.bucket}, {_gib(self.vram_available)} available", fixes))
+            found.append(Problem(ERROR, "vram", f"training needs ~{format_bytes(self.vram.peak)} of GPU memory at bucket "
+                                 f"{self.bucket}, {format_bytes(self.vram_available)} available", fixes))
         if self.ram_available is not None and self.ram_bytes > self.ram_available:
-            found.append(Problem(ERROR, "ram", f"training needs ~{_gib(self.ram_bytes)} of system RAM, "
-                                 f"{_gib(self.ram_available)} available",
+            found.append(Problem(ERROR, "ram", f"training needs ~{format_bytes(self.ram_bytes)} of system RAM, "
+                                 f"{format_bytes(self.ram_available)} available",
                                  "close other programs, stream fewer weights, or lower the rank"))
         if self.disk_free is not None and self.disk_bytes > self.disk_free:
-            found.append(Problem(ERROR, "disk", f"checkpoints need ~{_gib(self.disk_bytes)} of disk, "
-                                 f"{_gib(self.disk_free)} free in the output folder",
+            found.append(Problem(ERROR, "disk", f"checkpoints need ~{format_bytes(self.disk_bytes)} of disk, "
+                                 f"{format_bytes(self.disk_free)} free in the output folder",
                                  "free disk space, keep fewer checkpoints, or write to another drive"))
         return found
 
@@ -355,11 +355,11 @@ class Estimate:
         lines = [
             f"Pre-flight ({source}), bucket {self.bucket} ({self.video_tokens} tokens), "
             f"LoRA {self.lora_params / 1e6:.1f} M params",
-            f"GPU memory: {_gib(v.peak)}{_of(self.vram_available)} (weights {_gib(v.weights)}, LoRA + optimizer "
-            f"{_gib(v.lora + v.optimizer)}, activations {_gib(v.activations)}; peak in the {v.peak_in})",
-            f"System RAM: {_gib(self.ram_bytes)}{_of(self.ram_available)}",
-            f"Disk: {_gib(self.disk_bytes)}{_of(self.disk_free, 'free')} "
-            f"({_gib(self.checkpoint_bytes)} per checkpoint)",
+            f"GPU memory: {format_bytes(v.peak)}{_of(self.vram_available)} (weights {format_bytes(v.weights)}, LoRA + optimizer "
+            f"{format_bytes(v.lora + v.optimizer)}, activations {format_bytes(v.activations)}; peak in the {v.peak_in})",
+            f"System RAM: {format_bytes(self.ram_bytes)}{_of(self.ram_available)}",
+            f"Disk: {format_bytes(self.disk_bytes)}{_of(self.disk_free, 'free')} "
+            f"({format_bytes(self.checkpoint_bytes)} per checkpoint)",
             f"Time: {self.sec_per_step:.2f} s/step, {self.steps} steps, ~{_duration(self.eta_sec)}",
         ]
         lines += [p.line() for p in self.problems]
@@ -371,12 +371,16 @@ class Estimate:
             raise WillNotFit("; ".join(p.line() for p in problems))
 
 
-def _gib(n: float) -> str:
-    return f"{n / GiB:.1f} GiB"
+def format_bytes(n: float) -> str:
+    """GiB with one decimal for real runs; smaller units for the small runs (tests, the demo) so they never read
+    as 0.0 GiB."""
+    for unit, size in (("GiB", GiB), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= size or unit == "KiB":
+            return f"{n / size:.1f} {unit}"
 
 
 def _of(available: int | None, word: str = "available") -> str:
-    return "" if available is None else f" of {_gib(available)} {word}"
+    return "" if available is None else f" of {format_bytes(available)} {word}"
 
 
 def _duration(seconds: float) -> str:
@@ -607,7 +611,7 @@ def _fixes(shape: ModelShape, work: Workload, plan: Plan, available: int) -> lis
         need = plan.offload_fraction + max(0.0, now - budget) / max(weights, 1) * (1 - plan.offload_fraction)
         fraction = min(1.0, need + 0.02)
         options.append(Fix(f"let ComfyUI stream {fraction:.0%} of the weights from system RAM (lowvram; "
-                           f"{_gib(shape.weight_bytes * fraction)} more RAM)", peak(offload_fraction=fraction), False))
+                           f"{format_bytes(shape.weight_bytes * fraction)} more RAM)", peak(offload_fraction=fraction), False))
     if not plan.fp8:
         options.append(Fix("use the fp8 checkpoint", peak(fp8=True), False))
     options = [dataclasses.replace(f, fits=f.vram <= budget) for f in options if f.vram < now]

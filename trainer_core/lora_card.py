@@ -210,6 +210,7 @@ def claim_numbered(staged: str | os.PathLike, folder: str | os.PathLike, prefix:
     for _ in range(1000):
         name = numbered_name(folder, prefix)
         target = Path(folder, name)
+        target.parent.mkdir(parents=True, exist_ok=True)
         try:
             os.link(staged, target)
         except FileExistsError:
@@ -269,7 +270,7 @@ def _from_keys(shapes: dict[str, tuple[int, int]]) -> tuple[set[str], list[str]]
         note(LTX23, f"text-connector layer {max(connector_layers)} (LTX-2 has 2 connector layers, LTX-2.3 has 8)")
     for name, (_, width) in shapes.items():
         m = _CONNECTOR.match(name)
-        if m and not m.group(1) and name.endswith("attn1.to_q") and width in _CONNECTOR_WIDTHS:
+        if m and m.group(1) != "audio_" and name.endswith("attn1.to_q") and width in _CONNECTOR_WIDTHS:
             note(_CONNECTOR_WIDTHS[width], f"video text-connector width {width}")
             break
     block_q = [w for n, (_, w) in shapes.items() if _LTX_BLOCK_PART.match(n) and n.endswith(".attn1.to_q")]

@@ -287,7 +287,8 @@ def recommend(scores: list[StrengthScores]) -> tuple[float | None, list[str]]:
         return None, [f"THIS LORA CHANGES NOTHING: its largest effect on the trigger prompts is {best:.4f} of a seed "
                       f"change (threshold {NO_EFFECT}). Check that it was trained for this base model, that its "
                       "keys load (no 'lora key not loaded' in the log), and that training ran enough steps."]
-    clean = [s for s in positive if math.isnan(s.bleed_off_topic) or s.bleed_off_topic <= MAX_BLEED_RATIO * s.trigger_effect]
+    clean = [s for s in positive
+             if math.isnan(s.bleed_off_topic) or s.bleed_off_topic <= MAX_BLEED_RATIO * s.trigger_effect]
     pool = clean or positive
     if not clean:
         warnings.append("the LoRA bleeds into off-topic prompts at every tested strength (off-topic change above "
@@ -329,14 +330,22 @@ def _text_panel(lines: list[str], width: int, height: int, size: int, fill=(235,
     for line in lines:
         if y + size > height:
             break
-        while line and draw.textlength(line, font=font) > width - 6:
-            line = line[:-2] + "..." if len(line) > 2 else ""
-        draw.text((3, y), line, fill=fill, font=font)
+        draw.text((3, y), _fit_text(draw, line, font, width - 6), fill=fill, font=font)
         y += size + 2
     return np.asarray(image)
 
 
+def _fit_text(draw, text: str, font, width: int) -> str:
+    if draw.textlength(text, font=font) <= width:
+        return text
+    while text and draw.textlength(text + "...", font=font) > width:
+        text = text[:-1]
+    return text + "..." if text else ""
+
+
 def _wrap(text: str, chars: int, max_lines: int) -> list[str]:
+    if max_lines <= 0:
+        return []
     words, lines, current = text.split(), [], ""
     for word in words:
         if current and len(current) + 1 + len(word) > chars:
@@ -358,10 +367,21 @@ def grid_cell_size(height: int, width: int, rows: int, cols: int, max_side: int 
     return max(16, int(height * scale) // 2 * 2), max(16, int(width * scale) // 2 * 2)
 
 
+def fit_clip(clip: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """[T,H,W,3] uint8 or float 0..1 -> uint8 at ``size`` (H, W), area-averaged when shrinking. Callers that keep
+    many cells shrink each one as it is decoded, so full-size clips never pile up in memory."""
+    clip = clip if clip.dtype == torch.uint8 else to_uint8(clip)
+    if tuple(clip.shape[1:3]) == tuple(size):
+        return clip
+    clip = torch.nn.functional.interpolate(clip.permute(0, 3, 1, 2).float(), size=size, mode="area")
+    return clip.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
+
+
 def assemble_grid(cells: dict[tuple[int, int], torch.Tensor], row_labels: list[tuple[str, str]],
-                  col_labels: list[str], max_side: int = 3840) -> torch.Tensor:
-    """A labelled grid video as uint8 [T, H, W, 3]: rows x columns of clips, a header row with ``col_labels`` and a
-    left column with ``row_labels`` (title, prompt). Cells are [T,H,W,3] uint8 or float 0..1; clips shorter than
+                  col_labels: list[str], corner: str = "", max_side: int = 3840) -> torch.Tensor:
+    """A labelled grid video as uint8 [T, H, W, 3]: rows x columns of clips, a header row with ``col_labels`` (and
+    ``corner`` above the row labels, naming what the columns are) and a left column with ``row_labels`` (title,
+    prompt). Cells are [T,H,W,3] uint8 or float 0..1; clips shorter than
     the longest hold their last frame. Both sides come out even (H.264 4:2:0)."""
     n_rows, n_cols = len(row_labels), len(col_labels)
     if not cells:
@@ -371,11 +391,12 @@ def assemble_grid(cells: dict[tuple[int, int], torch.Tensor], row_labels: list[t
     ch, cw = grid_cell_size(first.shape[1], first.shape[2], n_rows, n_cols, max_side)
     size = max(9, min(16, ch // 5))
     label_w = max(160, cw)
-    header_h = size + 8
+    header_h = (size + 9) // 2 * 2
     height = header_h + n_rows * ch
     width = label_w + n_cols * cw
     height, width = height + height % 2, width + width % 2
     grid = torch.zeros(frames, height, width, 3, dtype=torch.uint8)
+    grid[:, :header_h, :label_w] = torch.from_numpy(_text_panel([corner], label_w, header_h, size).copy())
     for c, text in enumerate(col_labels):
         panel = _text_panel([text], cw, header_h, size)
         grid[:, :header_h, label_w + c * cw: label_w + (c + 1) * cw] = torch.from_numpy(panel.copy())
@@ -385,10 +406,7 @@ def assemble_grid(cells: dict[tuple[int, int], torch.Tensor], row_labels: list[t
         panel = _text_panel(lines, label_w, ch, size)
         grid[:, header_h + r * ch: header_h + (r + 1) * ch, :label_w] = torch.from_numpy(panel.copy())
     for (r, c), clip in cells.items():
-        clip = clip if clip.dtype == torch.uint8 else to_uint8(clip)
-        if clip.shape[1:3] != (ch, cw):
-            clip = torch.nn.functional.interpolate(clip.permute(0, 3, 1, 2).float(), size=(ch, cw), mode="area")
-            clip = clip.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
+        clip = fit_clip(clip, (ch, cw))
         if clip.shape[0] < frames:
             clip = torch.cat([clip, clip[-1:].expand(frames - clip.shape[0], -1, -1, -1)])
         y, x = header_h + r * ch, label_w + c * cw
