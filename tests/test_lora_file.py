@@ -44,7 +44,7 @@ def test_keys_shapes_and_alpha_are_what_comfyui_loads(trained):
     assert (meta["lora_rank"], meta["lora_alpha"], meta["trigger_word"]) == ("4", "8", "sks")
     assert json.loads(meta["lora_targets"]) == ["video_attn", "video_ff"]
     assert json.loads(meta["resolution_buckets"]) == ["64x64x9"]
-    assert meta["training_steps"] == "3" and meta["recipe"] == "style"
+    assert meta["training_steps"] == "3" and meta["recipe"] == "style" and json.loads(meta["fps"]) == [24.0]
     assert meta["dataset_fingerprint"] == trainer.data.fingerprint()
     assert meta["pack_version"]
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import math
 import time
 from pathlib import Path
@@ -108,6 +109,8 @@ class LoraTrainer:
         self.losses: list[float] = []
         self.loss_ema: float | None = None
         self._batches = epoch_batches(data, self.cfg.batch_size, self.cfg.seed, 0)
+        # Frame rates drive LTX's RoPE positions; the LoRA's card records what it learned at.
+        self.frame_rates = sorted({float(data.group_key(i)[-1]) for i in range(len(data))})
         self._check_context_shapes()
 
     def _make_optimizer(self):
@@ -293,7 +296,8 @@ class LoraTrainer:
             targets=self.cfg.targets, modules=len(self.lora.names), trigger=self.cfg.trigger,
             steps=self.step if step is None else step, recipe=self.cfg.recipe,
             dataset_fingerprint=self.data.fingerprint(), buckets=self.buckets,
-            extra={"loss_ema": f"{self.loss_ema:.6g}" if self.loss_ema is not None else ""})
+            extra={"loss_ema": f"{self.loss_ema:.6g}" if self.loss_ema is not None else "",
+                   "fps": json.dumps(self.frame_rates)})
 
     def save_lora(self, path: str | Path, step: int | None = None, dtype=torch.bfloat16, drop_zero=False) -> dict:
         return save_comfy_lora(path, self.lora.effective_weights(), self.metadata(step), dtype=dtype,
