@@ -111,6 +111,12 @@ def media_identity(path: str | os.PathLike) -> str:
     return f"size={size};sha256={digest.hexdigest()}"
 
 
+def _video_stream(container, path: Path):
+    if not container.streams.video:
+        raise MediaError(path, "it has no video or image stream", "use a video or image file")
+    return container.streams.video[0]
+
+
 def _open(path: Path):
     if not path.is_file():
         raise MediaError(path, "file not found", "check the path, or remove the entry from the manifest")
@@ -152,9 +158,7 @@ def probe(path: str | os.PathLike) -> MediaInfo:
     path = Path(path)
     container = _open(path)
     with container:
-        if not container.streams.video:
-            raise MediaError(path, "it has no video or image stream", "use a video or image file")
-        stream = container.streams.video[0]
+        stream = _video_stream(container, path)
         origin = _origin(stream)
         timestamps: list[int] = []
         first_frame = None
@@ -244,9 +248,7 @@ def decode_window(
     path = Path(path)
     container = _open(path)
     with container:
-        if not container.streams.video:
-            raise MediaError(path, "it has no video or image stream", "use a video or image file")
-        stream = container.streams.video[0]
+        stream = _video_stream(container, path)
         stream.thread_type = "AUTO"
         source_rate = _nominal_rate(stream) or fps or 25.0
         tolerance = 0.5 / source_rate

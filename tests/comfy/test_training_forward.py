@@ -129,28 +129,34 @@ def test_self_check_refuses_a_changed_comfyui_block(pack_modules, monkeypatch):
         denoiser_mod.ensure_training_forward_matches(dm)
 
 
+def _one_clip(pack_modules, model):
+    data_mod = pack_modules("trainer_core.training_data")
+    inputs = tc.build_inputs(model, frames=2, height=2, width=3)
+    gen = torch.Generator().manual_seed(0)
+    item = data_mod.TrainItem("clip", torch.randn(128, 2, 2, 3, generator=gen), inputs["context"][0], fps=24.0)
+    return data_mod.InMemoryData([item], empty=torch.zeros_like(item.context))
+
+
+def _train_as_the_node_does(pack_modules, dm, data, cfg, folder):
+    """Inside inference mode (every node runs there), on the loaded model's inference-tensor weights."""
+    denoiser_mod = pack_modules("nodes.comfy_denoiser")
+    trainer_mod = pack_modules("trainer_core.trainer")
+    with torch.inference_mode(), denoiser_mod.trainable_view(dm):
+        return trainer_mod.LoraTrainer(denoiser_mod.ComfyLTXDenoiser(dm), data, cfg, folder).run()
+
+
 def test_trains_on_inference_mode_weights_and_leaves_the_model_as_it_was(pack_modules, tiny_ltx23_ckpt, run_node,
                                                                           tmp_path):
-    denoiser_mod = pack_modules("nodes.comfy_denoiser")
     config_mod = pack_modules("trainer_core.config")
-    trainer_mod = pack_modules("trainer_core.trainer")
-    data_mod = pack_modules("trainer_core.training_data")
     model, _, _ = run_node("CheckpointLoaderSimple", ckpt_name=tiny_ltx23_ckpt)
     dm = model.model.diffusion_model
     params_before = {n: p for n, p in dm.named_parameters()}
     values_before = {n: p.clone() for n, p in params_before.items()}
     assert all(p.is_inference() for p in params_before.values())
-    inputs = tc.build_inputs(model, frames=2, height=2, width=3)
-    gen = torch.Generator().manual_seed(0)
-    item = data_mod.TrainItem("clip", torch.randn(128, 2, 2, 3, generator=gen), inputs["context"][0], fps=24.0)
-    data = data_mod.InMemoryData([item], empty=torch.zeros_like(item.context))
     cfg = config_mod.recipe_config("style", steps=40, rank=4, alpha=4, learning_rate=2e-2, caption_dropout=0.0,
                                    mixed_precision="no", sigma_uniform_prob=0.0, schedule="constant",
                                    checkpoint_every=40)
-    with torch.inference_mode():
-        with denoiser_mod.trainable_view(dm):
-            trainer = trainer_mod.LoraTrainer(denoiser_mod.ComfyLTXDenoiser(dm), data, cfg, tmp_path)
-            losses = trainer.run().losses
+    losses = _train_as_the_node_does(pack_modules, dm, _one_clip(pack_modules, model), cfg, tmp_path).losses
     assert sum(losses[-8:]) / 8 < 0.85 * sum(losses[:8]) / 8
     after = dict(dm.named_parameters())
     assert all(after[n] is params_before[n] for n in params_before), "original parameter objects must be restored"
@@ -161,30 +167,19 @@ def test_trains_on_inference_mode_weights_and_leaves_the_model_as_it_was(pack_mo
 def test_streamed_weights_train_exactly_like_resident_ones(pack_modules, tiny_ltx23_ckpt, run_node, tmp_path):
     """ComfyUI's low-VRAM mode keeps layers that do not fit off the GPU and copies their weights in per use
     (``comfy_cast_weights``, ``cast_bias_weight``). Training through that path must give the same steps."""
-    denoiser_mod = pack_modules("nodes.comfy_denoiser")
     config_mod = pack_modules("trainer_core.config")
-    trainer_mod = pack_modules("trainer_core.trainer")
-    data_mod = pack_modules("trainer_core.training_data")
     model, _, _ = run_node("CheckpointLoaderSimple", ckpt_name=tiny_ltx23_ckpt)
     dm = model.model.diffusion_model
-    gen = torch.Generator().manual_seed(0)
-    inputs = tc.build_inputs(model, frames=2, height=2, width=3)
-    item = data_mod.TrainItem("clip", torch.randn(128, 2, 2, 3, generator=gen), inputs["context"][0], fps=24.0)
-    data = data_mod.InMemoryData([item], empty=torch.zeros_like(item.context))
+    data = _one_clip(pack_modules, model)
     cfg = config_mod.recipe_config("style", steps=4, rank=4, alpha=4, learning_rate=1e-2, mixed_precision="no",
                                    checkpoint_every=4)
-
-    def train(folder):
-        with torch.inference_mode(), denoiser_mod.trainable_view(dm):
-            return trainer_mod.LoraTrainer(denoiser_mod.ComfyLTXDenoiser(dm), data, cfg, folder).run()
-
-    resident = train(tmp_path / "resident")
+    resident = _train_as_the_node_does(pack_modules, dm, data, cfg, tmp_path / "resident")
     linears = [m for m in dm.modules() if hasattr(m, "comfy_cast_weights")]
     assert linears
     for m in linears:
         m.comfy_cast_weights = True
     try:
-        streamed = train(tmp_path / "streamed")
+        streamed = _train_as_the_node_does(pack_modules, dm, data, cfg, tmp_path / "streamed")
     finally:
         for m in linears:
             m.comfy_cast_weights = False
