@@ -10,19 +10,14 @@ from __future__ import annotations
 
 import os
 import re
-import time
 
 import torch
 from comfy_api.latest import io
 
 from ..trainer_core.checkpoints import latest_checkpoint
 from ..trainer_core.config import RECIPES, TrainConfig, recipe_config
-from ..trainer_core.estimate import (device_memory_available, estimate, largest_workload, refine_with_probe,
-                                     system_ram_available)
 from ..trainer_core.lora_file import LoraFile, comfy_state_dict
-from ..trainer_core.trainer import LoraTrainer, NonFiniteLoss
-from .comfy_denoiser import ComfyLTXDenoiser, ensure_training_forward_matches, trainable_view
-from .progress import TrainingProgress, preflight_fields
+from .comfy_training import train_on_loaded_model
 
 LATENT_CACHE = io.Custom("LTX23_LATENT_CACHE")
 LORA = io.Custom("LTX23_LORA")
@@ -53,30 +48,6 @@ def run_folder(run_name: str, resume: bool) -> str:
 def _targets(text: str, recipe: str) -> tuple[str, ...]:
     parts = tuple(t.strip() for t in re.split(r"[,\s]+", text) if t.strip())
     return parts or RECIPES[recipe].get("targets", _DEFAULTS.targets)
-
-
-class _Probe:
-    """Forwards training events to the progress display and, after the first few real steps, replaces the
-    estimate's guesses with measured step time and peak memory (the first step is left out: it includes one-time
-    set-up such as kernel selection)."""
-
-    STEPS = 5
-
-    def __init__(self, preflight, progress: TrainingProgress, device: torch.device):
-        self.preflight, self.progress, self.device = preflight, progress, device
-        self.stamps: list[float] = []
-        if device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(device)
-
-    def __call__(self, event) -> None:
-        if event.kind == "step" and len(self.stamps) < self.STEPS:
-            self.stamps.append(time.perf_counter())
-            if len(self.stamps) == self.STEPS:
-                seconds = [b - a for a, b in zip(self.stamps, self.stamps[1:])]
-                peak = torch.cuda.max_memory_allocated(self.device) if self.device.type == "cuda" else None
-                self.preflight = refine_with_probe(self.preflight, seconds, peak)
-                self.progress.estimate.update(preflight_fields(self.preflight))
-        self.progress.on_event(event)
 
 
 class LoraTrainerNode(io.ComfyNode):
@@ -181,7 +152,6 @@ class LoraTrainerNode(io.ComfyNode):
                 targets="", schedule=_DEFAULTS.schedule, warmup_steps=0, batch_size=1, gradient_accumulation=1,
                 gradient_checkpointing=True, mixed_precision="bf16", optimizer="adamw",
                 train_audio=False) -> io.NodeOutput:
-        import comfy.model_management as mm
         import comfy.sd
 
         cfg = recipe_config(
@@ -193,36 +163,9 @@ class LoraTrainerNode(io.ComfyNode):
             train_audio=train_audio)
         data = latent_cache.open()
         out_dir = run_folder(run_name, resume)
-        device = mm.get_torch_device()
-        patcher = model.clone()
-        dm = patcher.model.diffusion_model
-        denoiser = ComfyLTXDenoiser(dm)
-        workload = largest_workload(data, cfg.batch_size, cfg.train_audio)
-        needed = estimate(denoiser, cfg, workload, device=device, output_dir=out_dir)
-        # ComfyUI evicts other models and keeps as many weights on the GPU as leave room for training; the rest it
-        # streams from system RAM per layer, which per-block checkpointing makes worthwhile.
-        mm.load_models_gpu([patcher], memory_required=needed.vram.peak - needed.vram.weights)
-        streamed = 1.0 - patcher.loaded_size() / max(1, patcher.model_size()) if device.type == "cuda" else 0.0
-        preflight = estimate(denoiser, cfg, workload, device=device, output_dir=out_dir,
-                             vram_available=device_memory_available(device),
-                             ram_available=system_ram_available(), offload_fraction=streamed)
-        preflight.raise_if_unfit()
-        parity = ensure_training_forward_matches(dm)
-        progress = TrainingProgress(cls.hidden.unique_id, cfg.steps)
-        probe = _Probe(preflight, progress, device)
-        trainer = LoraTrainer(denoiser, data, cfg, out_dir, on_event=probe, should_stop=mm.processing_interrupted,
-                              buckets=latent_cache.buckets, device=device)
-        if resume:
-            trainer.resume(os.path.join(out_dir, "checkpoints"))
-        progress.begin(trainer, out_dir, preflight)
-        try:
-            with trainable_view(dm):
-                result = trainer.run()
-        except NonFiniteLoss as exc:
-            raise RuntimeError(str(exc)) from None
-        if result.stopped:
-            # The checkpoint is on disk; now let ComfyUI mark the prompt as interrupted.
-            mm.throw_exception_if_processing_interrupted()
+        run = train_on_loaded_model(model, data, cfg, out_dir, node_id=cls.hidden.unique_id, resume=resume,
+                                    buckets=latent_cache.buckets)
+        result, trainer, parity = run.result, run.trainer, run.parity
 
         newest = latest_checkpoint(os.path.join(out_dir, "checkpoints"))
         final = str(newest.with_suffix(".safetensors"))

@@ -157,7 +157,7 @@ def test_a_run_that_will_not_fit_stops_before_training_and_names_fixes(ltx23, ru
                                                                         monkeypatch):
     import importlib
 
-    node_module = importlib.import_module(f"{comfy_pack.module.__name__}.nodes.lora_trainer")
+    node_module = importlib.import_module(f"{comfy_pack.module.__name__}.nodes.comfy_training")
     model, cache = ltx23
     monkeypatch.setattr(node_module, "device_memory_available", lambda device: 64 * 1024)
     with pytest.raises(ValueError, match="GPU memory") as failure:
