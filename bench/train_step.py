@@ -59,36 +59,43 @@ def _random_fill(model: torch.nn.Module, device: torch.device, seed: int) -> Non
                 p.normal_(0, 0.02, generator=gen)
 
 
+COMFY_LTX23_FULL = dict(
+    num_layers=48, attention_head_dim=128, num_attention_heads=32, cross_attention_dim=4096,
+    audio_attention_head_dim=64, audio_num_attention_heads=32, audio_cross_attention_dim=2048, caption_channels=3840,
+    in_channels=128, out_channels=128, audio_in_channels=128, audio_out_channels=128, apply_gated_attention=True,
+    cross_attention_adaln=True, caption_proj_before_connector=True, caption_projection_first_linear=False,
+    caption_proj_input_norm=False, caption_projection_second_linear=False, connector_num_attention_heads=32,
+    connector_attention_head_dim=128, connector_num_layers=8, connector_apply_gated_attention=True,
+    audio_connector_num_attention_heads=32, audio_connector_attention_head_dim=64, rope_type="split",
+    frequencies_precision="float64", use_middle_indices_grid=True, positional_embedding_theta=10000.0,
+    positional_embedding_max_pos=[20, 2048, 2048], audio_positional_embedding_max_pos=[20],
+    timestep_scale_multiplier=1000, av_ca_timestep_scale_multiplier=1000)
+"""ComfyUI's ``config.transformer`` for the full LTX-2.3 DiT (what the official checkpoint's metadata carries)."""
+
+
+def import_pack_node_module(name: str):
+    """A module of the pack's ``nodes/`` loaded as ComfyUI loads the pack, minus the node registry
+    (``nodes/__init__`` needs ComfyUI's API package and its front-end dependencies, which a training step does
+    not)."""
+    for package_name, folder in (("ltx23_trainer", REPO), ("ltx23_trainer.nodes", REPO / "nodes")):
+        if package_name not in sys.modules:
+            package = types.ModuleType(package_name)
+            package.__path__ = [str(folder)]
+            sys.modules[package_name] = package
+    return importlib.import_module(f"ltx23_trainer.nodes.{name}")
+
+
 def build_comfy_denoiser(comfyui_root: str, device: torch.device, dtype: torch.dtype):
     """ComfyUI's LTX-2.3 DiT at full size, made under inference mode like a loaded checkpoint, and the pack's
-    node-layer denoiser over it (the pack is imported as a package, as ComfyUI imports custom nodes)."""
+    node-layer denoiser over it."""
     sys.path.insert(0, comfyui_root)
     import comfy.model_management  # noqa: F401  (sets up devices before the model code imports it)
     import comfy.ops
     from comfy.ldm.lightricks.av_model import LTXAVModel
 
-    # The node modules are loaded as ComfyUI loads the pack, minus the node registry (``nodes/__init__`` needs
-    # ComfyUI's API package and its front-end dependencies, which this machine does not need for a training step).
-    for name, folder in (("ltx23_trainer", REPO), ("ltx23_trainer.nodes", REPO / "nodes")):
-        package = types.ModuleType(name)
-        package.__path__ = [str(folder)]
-        sys.modules[name] = package
-    comfy_denoiser = importlib.import_module("ltx23_trainer.nodes.comfy_denoiser")
-
-    cfg = dict(num_layers=48, attention_head_dim=128, num_attention_heads=32, cross_attention_dim=4096,
-               audio_attention_head_dim=64, audio_num_attention_heads=32, audio_cross_attention_dim=2048,
-               caption_channels=3840, in_channels=128, out_channels=128, audio_in_channels=128,
-               audio_out_channels=128, apply_gated_attention=True, cross_attention_adaln=True,
-               caption_proj_before_connector=True, caption_projection_first_linear=False,
-               caption_proj_input_norm=False, caption_projection_second_linear=False,
-               connector_num_attention_heads=32, connector_attention_head_dim=128, connector_num_layers=8,
-               connector_apply_gated_attention=True, audio_connector_num_attention_heads=32,
-               audio_connector_attention_head_dim=64, rope_type="split", frequencies_precision="float64",
-               use_middle_indices_grid=True, positional_embedding_theta=10000.0,
-               positional_embedding_max_pos=[20, 2048, 2048], audio_positional_embedding_max_pos=[20],
-               timestep_scale_multiplier=1000, av_ca_timestep_scale_multiplier=1000)
+    comfy_denoiser = import_pack_node_module("comfy_denoiser")
     with torch.inference_mode():
-        dm = LTXAVModel(**cfg, dtype=dtype, device="meta", operations=comfy.ops.disable_weight_init)
+        dm = LTXAVModel(**COMFY_LTX23_FULL, dtype=dtype, device="meta", operations=comfy.ops.disable_weight_init)
         dm = dm.to_empty(device=device)
         _random_fill(dm, device, seed=0)
     return dm, comfy_denoiser
@@ -115,7 +122,7 @@ def main() -> None:
     if args.backend == "comfyui":
         model, comfy_denoiser = build_comfy_denoiser(args.comfyui_root, device, torch.bfloat16)
         denoiser = comfy_denoiser.ComfyLTXDenoiser(model)
-        report = comfy_denoiser.ensure_training_forward_matches(model)
+        report = comfy_denoiser.ensure_training_forward_matches(model, device)
         parity = f"self-check max_rel_diff={report.max_rel_error:.1e} "
         view = comfy_denoiser.trainable_view(model)
     else:

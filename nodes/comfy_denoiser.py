@@ -134,15 +134,15 @@ class _Captured(Exception):
     pass
 
 
-def check_block_parity(diffusion_model: nn.Module, block_index: int = 0, seed: int = 0) -> ParityReport:
+def check_block_parity(diffusion_model: nn.Module, device: torch.device, block_index: int = 0,
+                       seed: int = 0) -> ParityReport:
     """Runs the first block of the loaded model both ways on a small random input and compares.
 
     The block arguments come from the real model (its own timestep embeddings, RoPE and context projection) by
     running its forward up to block ``block_index`` and stopping there. ComfyUI's block mutates its inputs, so it
-    gets clones.
+    gets clones. ``device`` is the compute device: with streamed weights, parameters may live elsewhere.
     """
     dm = diffusion_model
-    device = next(dm.parameters()).device
     dtype = next(dm.parameters()).dtype
     gen = torch.Generator(device="cpu").manual_seed(seed)
     widths = ComfyLTXDenoiser(dm).context_widths()
@@ -181,8 +181,8 @@ def _comfyui_version() -> str:
         return "unknown"
 
 
-def ensure_training_forward_matches(diffusion_model: nn.Module) -> ParityReport:
-    report = check_block_parity(diffusion_model)
+def ensure_training_forward_matches(diffusion_model: nn.Module, device: torch.device) -> ParityReport:
+    report = check_block_parity(diffusion_model, device)
     if not report.ok:
         raise TrainingForwardMismatch(
             f"ComfyUI {report.comfyui_version} computes the LTX transformer block differently from this pack's "

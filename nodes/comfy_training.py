@@ -77,7 +77,7 @@ def train_on_loaded_model(model, data: TrainingData, config: TrainConfig, out_di
                          vram_available=device_memory_available(device), ram_available=system_ram_available(),
                          offload_fraction=streamed)
     preflight.raise_if_unfit()
-    parity = ensure_training_forward_matches(dm)
+    parity = ensure_training_forward_matches(dm, device)
     progress = TrainingProgress(node_id, config.steps)
     probe = _Probe(preflight, progress, device)
     trainer = LoraTrainer(denoiser, data, config, out_dir, on_event=probe, should_stop=mm.processing_interrupted,

@@ -74,7 +74,7 @@ def test_training_forward_equals_comfyui_forward(pack_modules, version, audio):
     assert len(ours) == len(stock) == (2 if audio else 1)
     for a, b in zip(ours, stock):
         assert ((a - b).norm() / b.norm()).item() <= 1e-5
-    assert denoiser_mod.check_block_parity(dm).ok
+    assert denoiser_mod.check_block_parity(dm, torch.device("cpu")).ok
 
 
 @pytest.mark.parametrize("checkpointing", [False, True])
@@ -117,7 +117,7 @@ def test_self_check_refuses_a_changed_comfyui_block(pack_modules, monkeypatch):
     from comfy.ldm.lightricks.av_model import BasicAVTransformerBlock
 
     dm = _dit("2.3")
-    assert denoiser_mod.ensure_training_forward_matches(dm).ok
+    assert denoiser_mod.ensure_training_forward_matches(dm, torch.device("cpu")).ok
     original = BasicAVTransformerBlock.forward
 
     def changed(self, x, **kwargs):
@@ -126,7 +126,7 @@ def test_self_check_refuses_a_changed_comfyui_block(pack_modules, monkeypatch):
 
     monkeypatch.setattr(BasicAVTransformerBlock, "forward", changed)
     with pytest.raises(denoiser_mod.TrainingForwardMismatch, match=r"ComfyUI \S+ computes the LTX transformer"):
-        denoiser_mod.ensure_training_forward_matches(dm)
+        denoiser_mod.ensure_training_forward_matches(dm, torch.device("cpu"))
 
 
 def _one_clip(pack_modules, model):
