@@ -5,7 +5,8 @@ The model is loaded the way ComfyUI loads a diffusion-model file (``comfy.sd.loa
 under inference mode, into a ModelPatcher with its weights in system RAM), from a state dict of random weights.
 ComfyUI is told the GPU has only ``--budget-gib`` (its ``--reserve-vram`` setting); the node's training core
 (``nodes/comfy_training.train_on_loaded_model``) then asks ComfyUI to load only what leaves room for training.
-Prints the share of weights streamed, s/step and the peak GPU memory PyTorch allocated.
+Prints the share of weights streamed, s/step and the peak GPU memory PyTorch allocated. ``--fp8`` stores the
+weights in fp8 as UNETLoader's ``fp8_e4m3fn`` does (ComfyUI casts each layer up to bf16 per use).
 
     python bench/train_streaming.py --comfyui-root PATH --budget-gib 24 --bucket 960x544x49 --steps 6
 """
@@ -59,6 +60,7 @@ def main() -> None:
     ap.add_argument("--rank", type=int, default=32)
     ap.add_argument("--steps", type=int, default=6)
     ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--fp8", action="store_true", help="store the weights in fp8 (UNETLoader's fp8_e4m3fn)")
     args = ap.parse_args()
 
     sys.path.insert(0, args.comfyui_root)
@@ -75,7 +77,8 @@ def main() -> None:
     sd = random_state_dict(comfy.ops, device)
     with torch.inference_mode():
         patcher = comfy.sd.load_diffusion_model_state_dict(
-            sd, metadata={"config": json.dumps({"transformer": train_step.COMFY_LTX23_FULL})})
+            sd, model_options={"dtype": torch.float8_e4m3fn} if args.fp8 else {},
+            metadata={"config": json.dumps({"transformer": train_step.COMFY_LTX23_FULL})})
     del sd
     torch.cuda.empty_cache()
     load_s = time.perf_counter() - started
@@ -98,7 +101,8 @@ def main() -> None:
         run = comfy_training.train_on_loaded_model(patcher, data, cfg, out)
     wall = time.perf_counter() - started
     peak = torch.cuda.max_memory_allocated(device)
-    print(f"gpu={torch.cuda.get_device_name()} torch={torch.__version__} budget={args.budget_gib:g}GiB "
+    print(f"gpu={torch.cuda.get_device_name()} torch={torch.__version__} weights={'fp8' if args.fp8 else 'bf16'} "
+          f"budget={args.budget_gib:g}GiB "
           f"(comfy reserve_vram={comfy_args.reserve_vram:.1f}GiB) load={load_s:.0f}s bucket={args.bucket} "
           f"rank={args.rank} streamed={run.streamed_fraction:.0%} of {patcher.model_size() / 2**30:.1f}GiB "
           f"probe s/step={run.preflight.sec_per_step:.2f} (measured={run.preflight.measured}) "

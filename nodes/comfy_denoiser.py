@@ -29,11 +29,13 @@ def ltx_version(diffusion_model) -> str:
 
 
 class ComfyLTXDenoiser:
-    def __init__(self, diffusion_model: nn.Module):
+    def __init__(self, diffusion_model: nn.Module, compute_dtype: torch.dtype | None = None):
+        """``compute_dtype``: what ComfyUI computes in (``BaseModel.get_dtype_inference()``); it differs from the
+        stored weights' dtype when those are fp8, which ComfyUI casts up per layer."""
         self.dm = diffusion_model
         self.base_model_version = ltx_version(diffusion_model)
         self.checkpointing = True
-        self.dtype = next(diffusion_model.parameters()).dtype
+        self.dtype = compute_dtype or next(diffusion_model.parameters()).dtype
 
     def context_widths(self) -> tuple[int, int]:
         dm = self.dm
@@ -134,16 +136,17 @@ class _Captured(Exception):
     pass
 
 
-def check_block_parity(diffusion_model: nn.Module, device: torch.device, block_index: int = 0,
-                       seed: int = 0) -> ParityReport:
+def check_block_parity(diffusion_model: nn.Module, device: torch.device, dtype: torch.dtype | None = None,
+                       block_index: int = 0, seed: int = 0) -> ParityReport:
     """Runs the first block of the loaded model both ways on a small random input and compares.
 
     The block arguments come from the real model (its own timestep embeddings, RoPE and context projection) by
     running its forward up to block ``block_index`` and stopping there. ComfyUI's block mutates its inputs, so it
-    gets clones. ``device`` is the compute device: with streamed weights, parameters may live elsewhere.
+    gets clones. ``device`` and ``dtype`` are what ComfyUI computes in: with streamed or fp8 weights, parameters may
+    live elsewhere and in another dtype.
     """
     dm = diffusion_model
-    dtype = next(dm.parameters()).dtype
+    dtype = dtype or next(dm.parameters()).dtype
     gen = torch.Generator(device="cpu").manual_seed(seed)
     widths = ComfyLTXDenoiser(dm).context_widths()
     video = torch.randn(1, dm.in_channels, 2, 2, 2, generator=gen).to(device, dtype)
@@ -181,8 +184,9 @@ def _comfyui_version() -> str:
         return "unknown"
 
 
-def ensure_training_forward_matches(diffusion_model: nn.Module, device: torch.device) -> ParityReport:
-    report = check_block_parity(diffusion_model, device)
+def ensure_training_forward_matches(diffusion_model: nn.Module, device: torch.device,
+                                    dtype: torch.dtype | None = None) -> ParityReport:
+    report = check_block_parity(diffusion_model, device, dtype)
     if not report.ok:
         raise TrainingForwardMismatch(
             f"ComfyUI {report.comfyui_version} computes the LTX transformer block differently from this pack's "

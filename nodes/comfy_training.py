@@ -68,7 +68,7 @@ def train_on_loaded_model(model, data: TrainingData, config: TrainConfig, out_di
     device = mm.get_torch_device()
     patcher = model.clone()
     dm = patcher.model.diffusion_model
-    denoiser = ComfyLTXDenoiser(dm)
+    denoiser = ComfyLTXDenoiser(dm, patcher.model.get_dtype_inference())
     workload = largest_workload(data, config.batch_size, config.train_audio)
     needed = estimate(denoiser, config, workload, device=device, output_dir=out_dir)
     mm.load_models_gpu([patcher], memory_required=needed.vram.peak - needed.vram.weights)
@@ -77,7 +77,7 @@ def train_on_loaded_model(model, data: TrainingData, config: TrainConfig, out_di
                          vram_available=device_memory_available(device), ram_available=system_ram_available(),
                          offload_fraction=streamed)
     preflight.raise_if_unfit()
-    parity = ensure_training_forward_matches(dm, device)
+    parity = ensure_training_forward_matches(dm, device, denoiser.dtype)
     progress = TrainingProgress(node_id, config.steps)
     probe = _Probe(preflight, progress, device)
     trainer = LoraTrainer(denoiser, data, config, out_dir, on_event=probe, should_stop=mm.processing_interrupted,

@@ -175,3 +175,26 @@ def test_the_estimate_is_refined_by_measured_steps(ltx23, run_node, comfy_pack):
     status = progress.status_snapshot()["1"]
     assert status["state"] == "done" and len(status["losses"]) == 8
     assert status["estimate"]["time"].endswith("(measured)") and status["estimate"]["samples"] == 4
+
+
+def test_trains_on_an_fp8_weight_model(ltx23, run_node, comfy_env, tiny_ltx23_ckpt):
+    """ComfyUI's fp8 weight storage (UNETLoader weight_dtype fp8_e4m3fn; computation casts each weight up per use):
+    the same node trains through it without touching the fp8 weights."""
+    import os
+
+    _, cache = ltx23
+    os.link(comfy_env.path("models", "checkpoints", tiny_ltx23_ckpt),
+            comfy_env.path("models", "diffusion_models", "tiny-fp8.safetensors"))
+    (model,) = run_node("UNETLoader", unet_name="tiny-fp8.safetensors", weight_dtype="fp8_e4m3fn")
+    linear = model.model.diffusion_model.transformer_blocks[0].attn1.to_q
+    assert linear.weight.dtype == torch.float8_e4m3fn
+    before = linear.weight.clone()
+    lora, model_out, loss, _ = _train(run_node, model, cache, "fp8", steps=30)
+    assert all(torch.isfinite(torch.tensor(loss["loss"])))
+    assert _mean(loss["loss"][-8:]) < 0.9 * _mean(loss["loss"][:8])
+    assert all(torch.any(B) for _, B in lora.weights.values())
+    assert torch.equal(linear.weight.view(torch.uint8), before.view(torch.uint8))
+    probe = tc.build_inputs(model, frames=3, height=3, width=4)
+    # As in a workflow: ComfyUI patches fp8 weights (stochastic rounding) inside inference mode.
+    with torch.inference_mode():
+        assert not torch.allclose(tc.dit_forward(model_out, probe)[0], tc.dit_forward(model, probe)[0])
