@@ -47,16 +47,22 @@ def build_full_model(device: torch.device, dtype: torch.dtype, seed: int = 0):
     return torch.nn.Module.to(model, dtype=dtype)
 
 
+def random_init_(name: str, t: torch.Tensor, gen: torch.Generator) -> None:
+    """N(0, 1/fan_in) matrices, unit norm weights, small other vectors: never all-zero weights, which time
+    differently."""
+    if t.ndim >= 2:
+        t.normal_(0, t.shape[-1] ** -0.5, generator=gen)
+    elif "norm" in name:
+        t.fill_(1.0)
+    else:
+        t.normal_(0, 0.02, generator=gen)
+
+
 def _random_fill(model: torch.nn.Module, device: torch.device, seed: int) -> None:
     gen = torch.Generator(device=device).manual_seed(seed)
     with torch.no_grad():
         for name, p in model.named_parameters():
-            if p.ndim >= 2:
-                p.normal_(0, p.shape[-1] ** -0.5, generator=gen)
-            elif "norm" in name:
-                p.fill_(1.0)
-            else:
-                p.normal_(0, 0.02, generator=gen)
+            random_init_(name, p, gen)
 
 
 COMFY_LTX23_FULL = dict(

@@ -31,8 +31,8 @@ from trainer_core.training_data import InMemoryData, TrainItem  # noqa: E402
 
 
 def random_state_dict(comfy_ops, device: torch.device) -> dict[str, torch.Tensor]:
-    """What reading the official file gives ComfyUI: bf16 tensors in system RAM (random N(0, 1/fan_in) here,
-    drawn on the GPU in pieces, which is far faster than on the CPU)."""
+    """What reading the official file gives ComfyUI: bf16 tensors in system RAM (random here, drawn on the GPU in
+    pieces, which is far faster than on the CPU)."""
     from comfy.ldm.lightricks.av_model import LTXAVModel
 
     with torch.device("meta"):
@@ -42,12 +42,7 @@ def random_state_dict(comfy_ops, device: torch.device) -> dict[str, torch.Tensor
     sd = {}
     for name, meta in shapes.items():
         t = torch.empty(meta.shape, dtype=torch.bfloat16, device=device)
-        if t.ndim >= 2:
-            t.normal_(0, t.shape[-1] ** -0.5, generator=gen)
-        elif "norm" in name:
-            t.fill_(1.0)
-        else:
-            t.normal_(0, 0.02, generator=gen)
+        train_step.random_init_(name, t, gen)
         sd[name] = t.cpu()
     return sd
 
