@@ -8,12 +8,20 @@ import tempfile
 from pathlib import Path
 
 
+TEMP_SUFFIX = ".tmp"
+
+
+def is_temp_file(name: str) -> bool:
+    """A temporary file ``atomic_path`` leaves behind when the process is killed mid-write."""
+    return name.startswith(".") and name.endswith(TEMP_SUFFIX)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike):
     """Yields a temporary path in the target's folder; on success it replaces ``path`` in one rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
     os.close(fd)
     try:
         yield Path(tmp)

@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from . import media
+from .atomic import write_text_atomic
 from .problems import ERROR, INFO, WARNING, Problem, is_blocking, sorted_problems
 
 MANIFEST_EXTENSIONS = (".json", ".jsonl", ".csv")
@@ -567,6 +568,5 @@ def scan_fingerprint(source: str, recursive: bool = False) -> str:
 def write_report(handle: DatasetHandle, path: str | os.PathLike) -> Path:
     """Writes the lint report (``DatasetHandle.to_json``) as JSON and returns its path."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(handle.to_json(), indent=2, ensure_ascii=False), encoding="utf-8")
+    write_text_atomic(path, json.dumps(handle.to_json(), indent=2, ensure_ascii=False))
     return path

@@ -24,7 +24,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import tempfile
 from collections import OrderedDict
 from typing import Iterable
 
@@ -32,13 +31,13 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
+from .atomic import atomic_path, is_temp_file, write_text_atomic
 from .samples import Sample
 from .training_data import TrainItem
 
 FORMAT = "ltx23-latent-cache/1"
 MANIFEST = "manifest.json"
 KINDS = ("media", "audio", "text")
-_TMP_PREFIX = ".tmp-"
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 
@@ -74,33 +73,14 @@ def relpath(kind: str, key: str) -> str:
 
 
 def write_tensors(path: str, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> int:
-    """Writes a safetensors file atomically (temp file in the same folder, then ``os.replace``); returns its size."""
-    folder = os.path.dirname(path)
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, suffix=".safetensors", dir=folder)
-    os.close(fd)
-    try:
-        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """Writes a safetensors file atomically; returns its size."""
+    with atomic_path(path) as tmp:
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata=metadata)
     return os.path.getsize(path)
 
 
 def write_json(path: str, obj: object) -> None:
-    folder = os.path.dirname(path)
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, suffix=".json", dir=folder)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=1, sort_keys=False)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_text_atomic(path, json.dumps(obj, indent=1, sort_keys=False))
 
 
 def stored_key(path: str) -> str | None:
@@ -129,7 +109,7 @@ def scan_unreferenced(root: str, referenced: Iterable[str]) -> list[str]:
             continue
         for name in sorted(os.listdir(folder)):
             rel = f"{kind}/{name}"
-            if rel not in keep and (name.endswith(".safetensors") or name.startswith(_TMP_PREFIX)):
+            if rel not in keep and (name.endswith(".safetensors") or is_temp_file(name)):
                 stale.append(rel)
     return stale
 

@@ -20,6 +20,7 @@ import torch
 
 from . import buckets as bucketing
 from . import media
+from .atomic import write_text_atomic
 from .buckets import Bucket
 from .dataset import DatasetHandle, DatasetItem
 from .problems import ERROR, INFO, WARNING, Problem, sorted_problems
@@ -306,6 +307,5 @@ def preview_tiles(handle: SamplesHandle, per_bucket: int = 3, tile: int = 256) -
 
 def write_report(handle: SamplesHandle, path: str | os.PathLike) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(handle.to_json(), indent=2, ensure_ascii=False), encoding="utf-8")
+    write_text_atomic(path, json.dumps(handle.to_json(), indent=2, ensure_ascii=False))
     return path
