@@ -122,6 +122,6 @@ def apply_lora(model, lora: LoraFile, strength: float, name: str, allow_partial:
         log.warning("%s; applying the %d modules that exist.", message, len(lora.weights) - len(unmapped))
         lora = LoraFile({n: w for n, w in lora.weights.items() if n not in unmapped}, lora.metadata,
                         lora.source_format, lora.rank, lora.path)
-    lora_sd, _ = comfy_state_dict(lora.weights, dtype=torch.float32)
+    lora_sd = comfy_state_dict(lora.weights, dtype=torch.float32)
     patched, _ = comfy.sd.load_lora_for_models(model, None, lora_sd, strength, 0)
     return patched

@@ -172,7 +172,7 @@ class LoraTrainerNode(io.ComfyNode):
         weights = {n: (A.cpu(), B.cpu()) for n, (A, B) in result.lora.effective_weights().items()}
         lora = LoraFile(weights=weights, metadata=trainer.metadata(), source_format="ltx23-trainer",
                         rank=cfg.rank, path=final)
-        lora_sd, _ = comfy_state_dict(weights, dtype=torch.float32)
+        lora_sd = comfy_state_dict(weights, dtype=torch.float32)
         model_out, _ = comfy.sd.load_lora_for_models(model, None, lora_sd, 1.0, 0)
         report = (f"trained {result.steps_done} steps ({cfg.recipe}, rank {cfg.rank}, {len(result.lora.names)} "
                   f"modules) on {len(data)} samples; final loss EMA {trainer.loss_ema or float('nan'):.4f}\n"

@@ -9,6 +9,7 @@ from safetensors.torch import save_file
 
 from tiny import tiny_data, tiny_denoiser
 from trainer_core.config import recipe_config
+from trainer_core.lora_card import filter_weights
 from trainer_core.lora_file import read_lora, save_comfy_lora
 from trainer_core.trainer import LoraTrainer
 
@@ -107,10 +108,13 @@ def test_zero_adapters_can_be_dropped_and_bad_files_are_refused(tmp_path):
     A = torch.randn(2, 8)
     weights = {"transformer_blocks.0.attn1.to_q": (A, torch.randn(8, 2)),
                "transformer_blocks.0.audio_attn1.to_q": (A, torch.zeros(8, 2))}
-    info = save_comfy_lora(tmp_path / "x.safetensors", weights, {"k": "v"}, drop_zero=True)
-    assert info["modules"] == 1 and info["dropped"] == ["transformer_blocks.0.audio_attn1.to_q"]
+    kept = filter_weights(weights)
+    info = save_comfy_lora(tmp_path / "x.safetensors", kept.weights, {"k": "v"})
+    assert info["modules"] == 1 and kept.dropped_untrained == ("transformer_blocks.0.audio_attn1.to_q",)
     with pytest.raises(ValueError, match="every adapter is zero"):
-        save_comfy_lora(tmp_path / "y.safetensors", {"m": (A, torch.zeros(8, 2))}, {}, drop_zero=True)
+        filter_weights({"m": (A, torch.zeros(8, 2))})
+    with pytest.raises(ValueError, match="weights are empty"):
+        save_comfy_lora(tmp_path / "y.safetensors", {}, {})
     save_file({"diffusion_model.m.lora_A.weight": A}, str(tmp_path / "torn.safetensors"))
     with pytest.raises(ValueError, match="no matching"):
         read_lora(tmp_path / "torn.safetensors")

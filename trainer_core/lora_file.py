@@ -28,37 +28,31 @@ _PAIR_SUFFIXES = (
 )
 
 
-def comfy_state_dict(weights: dict[str, tuple[torch.Tensor, torch.Tensor]], dtype: torch.dtype = torch.bfloat16,
-                     drop_zero: bool = False) -> tuple[dict[str, torch.Tensor], list[str]]:
-    """``{module: (A, B_scaled)}`` as ComfyUI LoRA keys (what ``comfy.sd.load_lora_for_models`` takes); also the
-    modules left out by ``drop_zero`` (adapters whose B is exactly zero never received a gradient, e.g. the audio
-    and cross-modal branches of a video-only run, and only make the file bigger)."""
-    tensors, dropped = {}, []
+def comfy_state_dict(weights: dict[str, tuple[torch.Tensor, torch.Tensor]],
+                     dtype: torch.dtype = torch.bfloat16) -> dict[str, torch.Tensor]:
+    """``{module: (A, B_scaled)}`` as ComfyUI LoRA keys (what ``comfy.sd.load_lora_for_models`` takes).
+    Which adapters to leave out (never trained, audio branch) is ``lora_card.filter_weights``'s decision."""
+    tensors = {}
     for name, (A, B) in weights.items():
-        if drop_zero and not torch.any(B):
-            dropped.append(name)
-            continue
         key = COMFY_PREFIX + name
         tensors[f"{key}.lora_A.weight"] = A.detach().to("cpu", dtype).contiguous()
         tensors[f"{key}.lora_B.weight"] = B.detach().to("cpu", dtype).contiguous()
         tensors[f"{key}.alpha"] = torch.tensor(float(A.shape[0]))
-    return tensors, dropped
+    return tensors
 
 
 def save_comfy_lora(path: str | os.PathLike, weights: dict[str, tuple[torch.Tensor, torch.Tensor]],
-                    metadata: dict[str, str], dtype: torch.dtype = torch.bfloat16,
-                    drop_zero: bool = False) -> dict:
+                    metadata: dict[str, str], dtype: torch.dtype = torch.bfloat16) -> dict:
     """Write ``{module: (A, B_scaled)}`` (delta W = B_scaled @ A) as a ComfyUI LoRA, atomically.
-    Returns a summary: modules written and dropped, bytes on disk."""
+    Returns a summary: modules written, bytes on disk."""
     from safetensors.torch import save_file
 
-    tensors, dropped = comfy_state_dict(weights, dtype, drop_zero)
-    if not tensors:
-        raise ValueError("no LoRA module to save: every adapter is zero (did training run any step?)")
+    if not weights:
+        raise ValueError("no LoRA module to save: the weights are empty")
     meta = {k: v if isinstance(v, str) else json.dumps(v) for k, v in metadata.items()}
     with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=meta)
-    return {"path": str(path), "modules": len(tensors) // 3, "dropped": dropped, "bytes": os.path.getsize(path)}
+        save_file(comfy_state_dict(weights, dtype), str(tmp), metadata=meta)
+    return {"path": str(path), "modules": len(weights), "bytes": os.path.getsize(path)}
 
 
 @dataclasses.dataclass

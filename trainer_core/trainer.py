@@ -299,9 +299,8 @@ class LoraTrainer:
             extra={"loss_ema": f"{self.loss_ema:.6g}" if self.loss_ema is not None else "",
                    "fps": json.dumps(self.frame_rates)})
 
-    def save_lora(self, path: str | Path, step: int | None = None, dtype=torch.bfloat16, drop_zero=False) -> dict:
-        return save_comfy_lora(path, self.lora.effective_weights(), self.metadata(step), dtype=dtype,
-                               drop_zero=drop_zero)
+    def save_lora(self, path: str | Path, step: int | None = None, dtype=torch.bfloat16) -> dict:
+        return save_comfy_lora(path, self.lora.effective_weights(), self.metadata(step), dtype=dtype)
 
     def _emit(self, kind: str, **fields) -> None:
         self.on_event(TrainEvent(kind=kind, step=self.step, total_steps=self.cfg.steps, **fields))
