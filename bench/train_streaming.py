@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import tempfile
 import time
@@ -64,7 +63,7 @@ def main() -> None:
     device = torch.device("cuda")
     total = torch.cuda.get_device_properties(device).total_memory
     comfy_args.reserve_vram = max(0.0, (total - args.budget_gib * 2**30) / 2**30)
-    import comfy.model_management as mm
+    import comfy.model_management  # noqa: F401  (reads reserve_vram once, at import)
     import comfy.ops
     import comfy.sd
 

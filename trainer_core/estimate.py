@@ -509,7 +509,6 @@ def checkpoint_bytes(shape: ModelShape, plan: Plan, steps: int) -> tuple[int, in
 def ram_bytes(shape: ModelShape, work: Workload, plan: Plan, device_type: str) -> int:
     """Host memory the run adds: offloaded (or, on a CPU, all) weights and training state, the batch in flight
     (fp32 latents, noise and noisy input, context and the empty context), and a checkpoint being written."""
-    p = lora_parameters(shape, plan.targets, plan.rank)
     batch = 4 * (3 * 128 * work.tokens("video") + 2 * work.batch_size * work.context_tokens * work.context_width)
     ckpt, lora_file = checkpoint_bytes(shape, plan, 0)
     ram = batch + ckpt + lora_file + round(shape.weight_bytes * plan.offload_fraction)

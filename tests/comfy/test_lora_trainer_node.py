@@ -20,7 +20,7 @@ def _cache(run_node, tmp_path, model, vae, version, audio_vae=None, clips_with_a
 
     folder = tmp_path / "dataset"
     if clips_with_audio:
-        from test_precompute_node import write_clip
+        from media_factory import write_clip
 
         folder.mkdir()
         for i in range(3):

@@ -9,7 +9,6 @@ import shutil
 import subprocess
 import sys
 
-import pytest
 from comfy_harness import PACK_DIR_NAME, REPO_ROOT
 
 NODE_ID_PREFIX = "LTX23Trainer_"

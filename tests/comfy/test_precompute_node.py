@@ -8,42 +8,16 @@ width the tiny 2.3 DiT's connectors take (cross + audio cross = 24, as the real 
 from __future__ import annotations
 
 
-import av
-import numpy as np
 import pytest
 import tiny_checkpoint as tc
 import torch
 from safetensors.torch import load_file
 
 from comfy_harness import FakeClip
+from media_factory import write_clip
 from trainer_core.samples import Sample
 
 NODE_ID = "LTX23Trainer_LatentPrecompute"
-
-
-def write_clip(path, frames=20, fps=24, width=80, height=48, audio=True):
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        audio_stream = container.add_stream("aac", rate=44100) if audio else None
-        if audio_stream is not None:
-            audio_stream.layout = "stereo"
-        rng = np.random.default_rng(0)
-        for k in range(frames):
-            frame = av.VideoFrame.from_ndarray(rng.integers(0, 255, (height, width, 3), dtype=np.uint8), format="rgb24")
-            frame.pts = k
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode())
-        if audio_stream is not None:
-            n = int(frames / fps * 44100)
-            tone = (np.sin(np.arange(n) * 2 * np.pi * 440 / 44100) * 0.3).astype(np.float32)
-            for offset in range(0, n, 1024):
-                chunk = av.AudioFrame.from_ndarray(np.stack([tone[offset:offset + 1024]] * 2), format="fltp",
-                                                   layout="stereo")
-                chunk.sample_rate, chunk.pts = 44100, offset
-                container.mux(audio_stream.encode(chunk))
-            container.mux(audio_stream.encode())
-    return str(path)
 
 
 @pytest.fixture
@@ -61,7 +35,7 @@ def setup(tmp_path, run_node, comfy_pack, tiny_ltx23_ckpt):
         return original(context, unprocessed=unprocessed)
 
     dit.preprocess_text_embeds = counting
-    clip_path = write_clip(tmp_path / "clip.mp4")
+    clip_path = write_clip(tmp_path / "clip.mp4", width=80, height=48, frames=20, audio=True)
     common = dict(media_path=clip_path, media_identity=media_identity(clip_path), kind="video", width=64,
                   height=64, frames=9, fps=24.0)
     samples = [Sample(sample_id="clip.mp4#w0", caption="tok a red fox", start_time=0.0, **common),
