@@ -23,7 +23,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from trainer_core import estimate as est  # noqa: E402
-from trainer_core.diffusers_denoiser import DiffusersLTX2Denoiser, ltx2_config  # noqa: E402
+from trainer_core.training.diffusers_denoiser import DiffusersLTX2Denoiser, ltx2_config  # noqa: E402
 
 # H200, torch 2.11, pack trainer, one sample, 1024 context tokens, video-only (bench/RESULTS.md).
 H200_RUNS = """

@@ -1,6 +1,6 @@
 """Latent Precompute: cache bytes per sample at 960x544x49 (LTX-2.3 shapes) and CPU encode throughput.
 
-Sizes are measured on real cache files written by ``trainer_core.latent_cache`` (safetensors headers included):
+Sizes are measured on real cache files written by ``trainer_core.cache.latent_cache`` (safetensors headers included):
 video latent ``[128, 7, 17, 30]``, processed context ``[1024, 4096 + 2048]`` (the connectors pad every caption
 to 1024 tokens, so the whole tensor is stored), audio latent ``[8, 52, 16]`` (49 frames at 24 fps = 2.04 s at
 25 latents/s). Throughput runs ``precompute()`` end to end (frame loading excluded: frames are synthesised) with
@@ -21,9 +21,9 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from trainer_core import latent_cache as lc  # noqa: E402
-from trainer_core.encoders import DiffusersVideoEncoder, StandInTextConditioner, build_tiny_vae  # noqa: E402
-from trainer_core.precompute import precompute  # noqa: E402
-from trainer_core.samples import Sample  # noqa: E402
+from trainer_core.cache.encoders import DiffusersVideoEncoder, StandInTextConditioner, build_tiny_vae  # noqa: E402
+from trainer_core.cache.precompute import precompute  # noqa: E402
+from trainer_core.data.samples import Sample  # noqa: E402
 
 SHAPES = {"video_latents": (128, 7, 17, 30), "context": (1024, 4096 + 2048), "audio_latents": (8, 52, 16)}
 

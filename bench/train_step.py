@@ -1,11 +1,11 @@
 """Full-size LTX-2.3 LoRA training step on one GPU: seconds per step and peak memory through the pack's trainer.
 
 Builds the full LTX-2.3 DiT (48 blocks, video 32x128, audio 32x64, 2.3 flags) with random weights on the GPU,
-then runs ``trainer_core.trainer.LoraTrainer`` (the loop every backend shares) on one precomputed-shaped sample:
+then runs ``trainer_core.training.trainer.LoraTrainer`` (the loop every backend shares) on one precomputed-shaped sample:
 video latent of the bucket, 1024 processed context tokens, video-only. Prints one line per configuration.
 
 Backends: ``comfyui`` is the LoRA Trainer node's code path (ComfyUI's own ``LTXAVModel``, built under inference
-mode as ComfyUI's loaders do, trained through ``nodes.comfy_denoiser``: start-up self-check, zero-copy weight
+mode as ComfyUI's loaders do, trained through ``comfy_adapters.denoiser``: start-up self-check, zero-copy weight
 aliases, the autograd-safe block); it needs a ComfyUI source tree (``--comfyui-root``). ``diffusers`` is the
 headless backend.
 
@@ -29,10 +29,10 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from trainer_core.config import recipe_config  # noqa: E402
-from trainer_core.diffusers_denoiser import DiffusersLTX2Denoiser, ltx2_config  # noqa: E402
-from trainer_core.trainer import LoraTrainer  # noqa: E402
-from trainer_core.training_data import InMemoryData, TrainItem  # noqa: E402
+from trainer_core.training.config import recipe_config  # noqa: E402
+from trainer_core.training.diffusers_denoiser import DiffusersLTX2Denoiser, ltx2_config  # noqa: E402
+from trainer_core.training.trainer import LoraTrainer  # noqa: E402
+from trainer_core.cache.training_data import InMemoryData, TrainItem  # noqa: E402
 
 
 def build_full_model(device: torch.device, dtype: torch.dtype, seed: int = 0):
@@ -79,16 +79,15 @@ COMFY_LTX23_FULL = dict(
 """ComfyUI's ``config.transformer`` for the full LTX-2.3 DiT (what the official checkpoint's metadata carries)."""
 
 
-def import_pack_node_module(name: str):
-    """A module of the pack's ``nodes/`` loaded as ComfyUI loads the pack, minus the node registry
-    (``nodes/__init__`` needs ComfyUI's API package and its front-end dependencies, which a training step does
-    not)."""
-    for package_name, folder in (("ltx23_trainer", REPO), ("ltx23_trainer.nodes", REPO / "nodes")):
-        if package_name not in sys.modules:
-            package = types.ModuleType(package_name)
-            package.__path__ = [str(folder)]
-            sys.modules[package_name] = package
-    return importlib.import_module(f"ltx23_trainer.nodes.{name}")
+def import_pack_module(name: str):
+    """A module of the pack (``comfy_adapters.denoiser``, say) loaded as ComfyUI loads the pack, minus the node
+    registry (the pack's ``__init__`` needs ComfyUI's API package and its front-end dependencies, which a training
+    step does not)."""
+    if "ltx23_trainer" not in sys.modules:
+        package = types.ModuleType("ltx23_trainer")
+        package.__path__ = [str(REPO)]
+        sys.modules["ltx23_trainer"] = package
+    return importlib.import_module(f"ltx23_trainer.{name}")
 
 
 def build_comfy_denoiser(comfyui_root: str, device: torch.device, dtype: torch.dtype):
@@ -99,7 +98,7 @@ def build_comfy_denoiser(comfyui_root: str, device: torch.device, dtype: torch.d
     import comfy.ops
     from comfy.ldm.lightricks.av_model import LTXAVModel
 
-    comfy_denoiser = import_pack_node_module("comfy_denoiser")
+    comfy_denoiser = import_pack_module("comfy_adapters.denoiser")
     with torch.inference_mode():
         dm = LTXAVModel(**COMFY_LTX23_FULL, dtype=dtype, device="meta", operations=comfy.ops.disable_weight_init)
         dm = dm.to_empty(device=device)

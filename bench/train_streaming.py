@@ -25,8 +25,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import train_step  # noqa: E402  (the shared full-size config, pack import and data helpers)
 
-from trainer_core.config import recipe_config  # noqa: E402
-from trainer_core.training_data import InMemoryData, TrainItem  # noqa: E402
+from trainer_core.training.config import recipe_config  # noqa: E402
+from trainer_core.cache.training_data import InMemoryData, TrainItem  # noqa: E402
 
 
 def random_state_dict(comfy_ops, device: torch.device) -> dict[str, torch.Tensor]:
@@ -76,7 +76,7 @@ def main() -> None:
     del sd
     torch.cuda.empty_cache()
     load_s = time.perf_counter() - started
-    comfy_training = train_step.import_pack_node_module("comfy_training")
+    comfy_training = train_step.import_pack_module("comfy_adapters.training")
 
     w, h, f = (int(v) for v in args.bucket.split("x"))
     latent = (128, (f - 1) // 8 + 1, h // 32, w // 32)

@@ -21,7 +21,7 @@ NODE_MODULES = (
 
 class LTX23TrainerExtension(ComfyExtension):
     async def on_load(self):
-        from .progress import register_routes
+        from ..comfy_adapters.progress import register_routes
 
         register_routes()
 

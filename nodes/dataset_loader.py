@@ -7,8 +7,7 @@ from pathlib import Path
 import folder_paths
 from comfy_api.latest import io, ui
 
-from ..trainer_core import dataset
-
+from ..trainer_core.data import dataset
 REPORT_SUBFOLDER = Path("ltx23_trainer") / "reports"
 
 

@@ -7,9 +7,8 @@ from pathlib import Path
 import folder_paths
 from comfy_api.latest import io, ui
 
-from ..trainer_core import buckets as bucketing
-from ..trainer_core import trimmer
-
+from ..trainer_core.data import buckets as bucketing
+from ..trainer_core.data import trimmer
 REPORT_SUBFOLDER = Path("ltx23_trainer") / "reports"
 DEFAULT_BUCKETS = "768x512x49;512x768x49;640x640x49;768x512x1"
 

@@ -1,8 +1,8 @@
 """Latent Precompute node: encodes the trimmed samples once into an on-disk cache the trainer reads.
 
 The ComfyUI-facing parts live here: adapters that make ComfyUI's VAE, CLIP + MODEL (text connectors) and audio
-VAE satisfy ``trainer_core.encoders``' protocols, progress, cancel and freeing models. Everything else (keys,
-reuse, resume, layout) is ``trainer_core.precompute``.
+VAE satisfy ``trainer_core.cache.encoders``' protocols, progress, cancel and freeing models. Everything else (keys,
+reuse, resume, layout) is ``trainer_core.cache.precompute``.
 
 Text: ComfyUI's LTX-2.x text encoder returns *unprocessed* Gemma features; the text connectors are part of the
 diffusion model. The node runs them here, once per distinct text, through the MODEL's own
@@ -21,9 +21,9 @@ from fractions import Fraction
 import torch
 from comfy_api.latest import InputImpl, Types, io, ui
 
-from ..trainer_core import latent_cache as lc
-from ..trainer_core.encoders import check_frames, module_identity
-from ..trainer_core.precompute import decode_check as decode_cached, precompute
+from ..trainer_core.cache import latent_cache as lc
+from ..trainer_core.cache.encoders import check_frames, module_identity
+from ..trainer_core.cache.precompute import decode_check as decode_cached, precompute
 
 SAMPLES = io.Custom("LTX23_SAMPLES")
 LATENT_CACHE = io.Custom("LTX23_LATENT_CACHE")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-from ..trainer_core import lora_card
-from .comfy_lora import check_base, inspect, load_lora_file, log, lora_file_names
+from ..trainer_core.output import lora_card
+from ..comfy_adapters.lora import check_base, inspect, load_lora_file, log, lora_file_names
 
 
 class LoraInspector(io.ComfyNode):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-from .comfy_lora import apply_lora, guard, load_lora_file, lora_file_names
+from ..comfy_adapters.lora import apply_lora, guard, load_lora_file, lora_file_names
 
 
 class LoraLoader(io.ComfyNode):

@@ -14,10 +14,10 @@ import re
 import torch
 from comfy_api.latest import io
 
-from ..trainer_core.checkpoints import latest_checkpoint
-from ..trainer_core.config import RECIPES, TrainConfig, recipe_config
-from ..trainer_core.lora_file import LoraFile, comfy_state_dict
-from .comfy_training import train_on_loaded_model
+from ..trainer_core.training.checkpoints import latest_checkpoint
+from ..trainer_core.training.config import RECIPES, TrainConfig, recipe_config
+from ..trainer_core.output.lora_file import LoraFile, comfy_state_dict
+from ..comfy_adapters.training import train_on_loaded_model
 
 LATENT_CACHE = io.Custom("LTX23_LATENT_CACHE")
 LORA = io.Custom("LTX23_LORA")

@@ -12,9 +12,9 @@ import uuid
 import torch
 from comfy_api.latest import io
 
-from ..trainer_core import lora_card
-from ..trainer_core.lora_file import save_comfy_lora
-from .comfy_lora import check_base, checkpoint_name, model_version
+from ..trainer_core.output import lora_card
+from ..trainer_core.output.lora_file import save_comfy_lora
+from ..comfy_adapters.lora import check_base, checkpoint_name, model_version
 from .lora_trainer import LORA
 
 SWEEP = io.Custom("LTX23_SWEEP")

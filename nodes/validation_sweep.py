@@ -1,5 +1,5 @@
 """Validation Sweep node: samples trigger / no-trigger / off-topic prompts x seeds x LoRA strengths through
-ComfyUI's own sampler and LoRA patching, scores the LoRA (``trainer_core.sweep``), and saves a labelled grid video
+ComfyUI's own sampler and LoRA patching, scores the LoRA (``trainer_core.output.sweep``), and saves a labelled grid video
 plus one clip per cell to the output folder.
 
 Sampling is what a user's LTX-2.3 graph does: ``load_lora_for_models`` per strength, ``sample_custom`` (CFG
@@ -17,9 +17,9 @@ import os
 import torch
 from comfy_api.latest import io
 
-from ..trainer_core import sweep as sw
+from ..trainer_core.output import sweep as sw
 from ..trainer_core.atomic import write_text_atomic
-from .comfy_lora import NO_FILE, apply_lora, diffusion_model, guard, log, lora_file_names, resolve_lora
+from ..comfy_adapters.lora import NO_FILE, apply_lora, diffusion_model, guard, log, lora_file_names, resolve_lora
 from .latent_precompute import LATENT_CACHE
 from .lora_trainer import LORA
 from .save_comfy_lora import SWEEP

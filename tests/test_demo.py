@@ -5,8 +5,6 @@ import json
 from safetensors import safe_open
 
 from trainer_core import demo
-
-
 def test_demo_writes_a_lora_and_reuses_its_cache(tmp_path, capsys):
     assert demo.main(["--out", str(tmp_path), "--steps", "30"]) == 0
     first = capsys.readouterr().out

@@ -9,12 +9,12 @@ import torch
 from torch import nn
 
 from tiny import tiny_data, tiny_denoiser
-from trainer_core import estimate as est
-from trainer_core.config import recipe_config
-from trainer_core.diffusers_denoiser import DiffusersLTX2Denoiser, ltx2_config
-from trainer_core.lora import LoraSet, select_targets
-from trainer_core.trainer import LoraTrainer
-from trainer_core.training_data import InMemoryData
+from trainer_core.training import estimate as est
+from trainer_core.training.config import recipe_config
+from trainer_core.training.diffusers_denoiser import DiffusersLTX2Denoiser, ltx2_config
+from trainer_core.training.lora import LoraSet, select_targets
+from trainer_core.training.trainer import LoraTrainer
+from trainer_core.cache.training_data import InMemoryData
 
 GiB = 2 ** 30
 

@@ -9,9 +9,9 @@ import os
 import pytest
 import torch
 
-from trainer_core import latent_cache as lc
-from trainer_core.encoders import DiffusersVideoEncoder, StandInTextConditioner, build_tiny_vae
-from trainer_core.samples import Sample
+from trainer_core.cache import latent_cache as lc
+from trainer_core.cache.encoders import DiffusersVideoEncoder, StandInTextConditioner, build_tiny_vae
+from trainer_core.data.samples import Sample
 
 BF16 = torch.bfloat16
 

@@ -5,8 +5,8 @@ import torch
 
 from gradcheck import assert_matches_finite_differences
 from tiny import tiny_data, tiny_denoiser
-from trainer_core.denoiser import DenoiserInput
-from trainer_core.lora import TARGET_PRESETS, LoraSet, select_targets
+from trainer_core.training.denoiser import DenoiserInput
+from trainer_core.training.lora import TARGET_PRESETS, LoraSet, select_targets
 
 
 def test_presets_select_the_expected_modules():

@@ -1,5 +1,5 @@
 """Run-card metadata, numbered names that never overwrite, untrained/audio filtering, and base-model inference from
-metadata, keys and shapes (trainer_core.lora_card), on real tensors and files; no ComfyUI."""
+metadata, keys and shapes (trainer_core.output.lora_card), on real tensors and files; no ComfyUI."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from trainer_core import lora_card as lc
-from trainer_core.lora_file import PACK_NAME, read_lora, save_comfy_lora
+from trainer_core.output import lora_card as lc
+from trainer_core.output.lora_file import PACK_NAME, read_lora, save_comfy_lora
 
 ATTN = [f"transformer_blocks.{b}.{a}.{p}" for b in range(2) for a in ("attn1", "attn2")
         for p in ("to_q", "to_k", "to_v", "to_out.0")]

@@ -8,10 +8,10 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from tiny import tiny_data, tiny_denoiser
-from trainer_core.config import recipe_config
-from trainer_core.lora_card import filter_weights
-from trainer_core.lora_file import read_lora, save_comfy_lora
-from trainer_core.trainer import LoraTrainer
+from trainer_core.training.config import recipe_config
+from trainer_core.output.lora_card import filter_weights
+from trainer_core.output.lora_file import read_lora, save_comfy_lora
+from trainer_core.training.trainer import LoraTrainer
 
 
 @pytest.fixture(scope="module")

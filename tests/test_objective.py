@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from trainer_core import objective
-from trainer_core.objective import SigmaSampler
+from trainer_core.training import objective
+from trainer_core.training.objective import SigmaSampler
 
 PROBS = torch.tensor([0.10, 0.25, 0.50, 0.75, 0.90], dtype=torch.float64)
 

@@ -10,11 +10,11 @@ import os
 import pytest
 import torch
 
-from trainer_core import latent_cache as lc
-from trainer_core.encoders import DiffusersVideoEncoder, StandInTextConditioner, build_tiny_vae
-from trainer_core.precompute import decode_check, load_sample_audio, precompute
-from trainer_core.samples import Sample
-from trainer_core.training_data import TrainingData
+from trainer_core.cache import latent_cache as lc
+from trainer_core.cache.encoders import DiffusersVideoEncoder, StandInTextConditioner, build_tiny_vae
+from trainer_core.cache.precompute import decode_check, load_sample_audio, precompute
+from trainer_core.data.samples import Sample
+from trainer_core.cache.training_data import TrainingData
 
 from media_factory import write_clip
 
@@ -274,7 +274,7 @@ def test_bad_input_errors_name_the_sample(tmp_path, encoders):
 
 
 def test_real_media_loader_and_audio_track(tmp_path, encoders):
-    from trainer_core.media import media_identity
+    from trainer_core.data.media import media_identity
 
     clip = write_clip(tmp_path / "clip.mp4", width=64, height=48, frames=24, fps=24, audio=True)
     s = Sample(sample_id="clip.mp4#w0", media_path=str(clip), media_identity=media_identity(clip), kind="video",

@@ -6,10 +6,10 @@ import time
 
 import torch
 
-from trainer_core import media
-from trainer_core.dataset import DatasetConfig, load_dataset
-from trainer_core.sample_clips import write_sample_dataset
-from trainer_core.trimmer import TrimConfig, trim_dataset
+from trainer_core.data import media
+from trainer_core.data.dataset import DatasetConfig, load_dataset
+from trainer_core.data.sample_clips import write_sample_dataset
+from trainer_core.data.trimmer import TrimConfig, trim_dataset
 
 
 def test_demo_dataset_is_fast_deterministic_and_clean(tmp_path):

@@ -1,4 +1,4 @@
-"""Validation sweep core (trainer_core.sweep) on real tensors: plan and prompt groups, scores and the recommended
+"""Validation sweep core (trainer_core.output.sweep) on real tensors: plan and prompt groups, scores and the recommended
 strength, the labelled grid and the mp4 writer; no ComfyUI."""
 
 from __future__ import annotations
@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from trainer_core import sweep as sw
-
+from trainer_core.output import sweep as sw
 LATENT = (1, 128, 2, 3, 4)
 
 

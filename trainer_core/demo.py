@@ -19,16 +19,16 @@ from pathlib import Path
 import torch
 
 from . import __version__
-from .config import recipe_config
-from .dataset import DatasetConfig, load_dataset
-from .diffusers_denoiser import DiffusersLTX2Denoiser, build_ltx2_transformer
-from .encoders import DiffusersVideoEncoder, StandInTextConditioner, build_tiny_vae
-from .latent_cache import LatentCache
-from .lora_file import read_lora
-from .precompute import precompute
-from .sample_clips import write_sample_dataset
-from .trainer import LoraTrainer
-from .trimmer import TrimConfig, trim_dataset
+from .training.config import recipe_config
+from .data.dataset import DatasetConfig, load_dataset
+from .training.diffusers_denoiser import DiffusersLTX2Denoiser, build_ltx2_transformer
+from .cache.encoders import DiffusersVideoEncoder, StandInTextConditioner, build_tiny_vae
+from .cache.latent_cache import LatentCache
+from .output.lora_file import read_lora
+from .cache.precompute import precompute
+from .data.sample_clips import write_sample_dataset
+from .training.trainer import LoraTrainer
+from .data.trimmer import TrimConfig, trim_dataset
 
 TRIGGER = "sks"
 BUCKETS = "128x96x17;128x96x25"

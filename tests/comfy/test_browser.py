@@ -51,7 +51,7 @@ def _browser_available():
 
 @pytest.fixture(scope="module")
 def server(comfy_env, tiny_ltx23_ckpt, tmp_path_factory):
-    from trainer_core.sample_clips import write_sample_dataset
+    from trainer_core.data.sample_clips import write_sample_dataset
 
     base = tmp_path_factory.mktemp("browser_base")
     srv = ComfyServer(comfy_env.root, base, {"ltx23_test_fake_clip": Path(__file__).parent / "fake_clip_pack"})

@@ -17,7 +17,7 @@ TRIMMER_DEFAULTS = dict(target_fps=0.0, window="start", max_windows=4, no_upscal
 
 @pytest.fixture
 def demo_folder(comfy_env):
-    from trainer_core.sample_clips import write_sample_dataset
+    from trainer_core.data.sample_clips import write_sample_dataset
 
     folder = comfy_env.path("input", "demo_clips")
     shutil.rmtree(folder, ignore_errors=True)

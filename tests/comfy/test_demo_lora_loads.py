@@ -10,7 +10,6 @@ import torch
 
 def test_demo_lora_loads_in_comfyui(run_node, tiny_ltx23_ckpt, comfy_env, tmp_path, caplog):
     from trainer_core import demo
-
     assert demo.main(["--out", str(tmp_path), "--steps", "20"]) == 0
     shutil.copy(tmp_path / "loras" / "ltx23_demo_lora.safetensors", comfy_env.path("models", "loras", "demo.safetensors"))
     model, _, _ = run_node("CheckpointLoaderSimple", ckpt_name=tiny_ltx23_ckpt)

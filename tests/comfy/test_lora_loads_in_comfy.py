@@ -1,6 +1,6 @@
 """The pack's LoRA files load in stock ``LoraLoaderModelOnly`` on an LTX-2.3 model, at the intended strength.
 
-The file under test is written by ``trainer_core.lora_file.save_comfy_lora`` (A, B with alpha/rank baked in,
+The file under test is written by ``trainer_core.output.lora_file.save_comfy_lora`` (A, B with alpha/rank baked in,
 ``alpha = rank``). Foreign files (alpha != rank, or no alpha, as ltx-trainer writes) are hand-built on purpose:
 the pack never writes them, they document what ComfyUI does with them.
 """
@@ -48,7 +48,7 @@ def loras_dir(comfy_env):
 
 @pytest.fixture(scope="module")
 def pack_lora(lora_weights, loras_dir) -> str:
-    from trainer_core.lora_file import save_comfy_lora
+    from trainer_core.output.lora_file import save_comfy_lora
 
     name = "tiny-ltx23-pack.safetensors"
     # fp32 so weight deltas compare exactly; the dtype of the file is not what these tests are about.

@@ -16,7 +16,7 @@ TRAIN = "LTX23Trainer_LoraTrainer"
 
 
 def _cache(run_node, tmp_path, model, vae, version, audio_vae=None, clips_with_audio=False):
-    from trainer_core.sample_clips import write_sample_dataset
+    from trainer_core.data.sample_clips import write_sample_dataset
 
     folder = tmp_path / "dataset"
     if clips_with_audio:
@@ -157,7 +157,7 @@ def test_a_run_that_will_not_fit_stops_before_training_and_names_fixes(ltx23, ru
                                                                         monkeypatch):
     import importlib
 
-    node_module = importlib.import_module(f"{comfy_pack.module.__name__}.nodes.comfy_training")
+    node_module = importlib.import_module(f"{comfy_pack.module.__name__}.comfy_adapters.training")
     model, cache = ltx23
     monkeypatch.setattr(node_module, "device_memory_available", lambda device: 64 * 1024)
     with pytest.raises(ValueError, match="GPU memory") as failure:
@@ -169,7 +169,7 @@ def test_a_run_that_will_not_fit_stops_before_training_and_names_fixes(ltx23, ru
 def test_the_estimate_is_refined_by_measured_steps(ltx23, run_node, comfy_pack):
     import importlib
 
-    progress = importlib.import_module(f"{comfy_pack.module.__name__}.nodes.progress")
+    progress = importlib.import_module(f"{comfy_pack.module.__name__}.comfy_adapters.progress")
     model, cache = ltx23
     _train(run_node, model, cache, "probed", steps=8)
     status = progress.status_snapshot()["1"]

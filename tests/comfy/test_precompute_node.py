@@ -15,14 +15,14 @@ from safetensors.torch import load_file
 
 from comfy_harness import FakeClip
 from media_factory import write_clip
-from trainer_core.samples import Sample
+from trainer_core.data.samples import Sample
 
 NODE_ID = "LTX23Trainer_LatentPrecompute"
 
 
 @pytest.fixture
 def setup(tmp_path, run_node, comfy_pack, tiny_ltx23_ckpt):
-    from trainer_core.media import media_identity
+    from trainer_core.data.media import media_identity
 
     model, _, vae = run_node("CheckpointLoaderSimple", ckpt_name=tiny_ltx23_ckpt)
     (audio_vae,) = run_node("LTXVAudioVAELoader", ckpt_name=tiny_ltx23_ckpt)
@@ -80,7 +80,7 @@ def test_connectors_run_exactly_once_per_text(run_node, setup):
 
 
 def test_video_latents_equal_comfy_vae_encode(run_node, setup):
-    from trainer_core.media import load_sample_frames
+    from trainer_core.data.media import load_sample_frames
 
     s = setup
     handle, _, preview = run(run_node, s, decode_check=2)

@@ -55,7 +55,7 @@ def trained(run_node, comfy_pack, ltx23, tmp_path_factory):
     """A LoRA trained by the pack's nodes, and the latent cache (with the sweep's prompts) it was trained from.
 
     Audio and cross-modal adapters are targeted in a video-only run, so they stay zero, as they do for users."""
-    from trainer_core.sample_clips import write_sample_dataset
+    from trainer_core.data.sample_clips import write_sample_dataset
 
     model, vae = ltx23
     tmp = tmp_path_factory.mktemp("trained")
@@ -88,7 +88,7 @@ def _random_weights(model, names, seed=1, scale=0.3, zero=()):
 
 
 def _lora(pack, weights, metadata=None):
-    lora_file = pack("trainer_core.lora_file")
+    lora_file = pack("trainer_core.output.lora_file")
     return lora_file.LoraFile(weights=weights, metadata=dict(metadata or {}), source_format="ltx23-trainer", rank=2)
 
 
@@ -162,7 +162,7 @@ def test_save_can_drop_the_audio_branch_and_refuses_another_base(pack, run_node,
 def lora_files(pack, ltx23, comfy_env):
     """Files in the loras folder: ours for 2.3 and 2.0, ltx-trainer's, and key-only LTX-2 / LTX-2.3 ones."""
     model, _ = ltx23
-    lora_file = pack("trainer_core.lora_file")
+    lora_file = pack("trainer_core.output.lora_file")
     folder = _loras_dir(comfy_env)
     weights = _random_weights(model, ATTN)
     lora_file.save_comfy_lora(folder / "ours-23.safetensors", weights,
@@ -252,7 +252,7 @@ def test_sweep_of_a_pack_trained_lora_from_the_cache(pack, run_node, ltx23, trai
     result, recommended, report, grid = _sweep(run_node, model, vae, lora=lora, cache=cache)
     effects = _effects(result)
     # Already at half strength above the "changes nothing" threshold (~2x on this tiny model).
-    assert pack("trainer_core.sweep").NO_EFFECT < effects[0] < effects[1], report
+    assert pack("trainer_core.output.sweep").NO_EFFECT < effects[0] < effects[1], report
     assert recommended in (0.5, 1.0) and result["recommended"] == recommended
     assert "CHANGES NOTHING" not in report
     # Grid: header + 6 rows (3 groups x 2 seeds) of 64 px, label column + 3 strengths; 9 frames.
@@ -309,7 +309,7 @@ def test_sweep_refuses_an_ltx2_lora_on_ltx23_and_names_missing_cache_prompts(run
 def test_sigmas_match_the_core_ltxv_scheduler(pack):
     from comfy_extras.nodes_lt import LTXVScheduler
 
-    sweep = pack("trainer_core.sweep")
+    sweep = pack("trainer_core.output.sweep")
     for steps, tokens in ((20, 4 * 10 * 16), (3, 8), (30, 4096)):
         latent = {"samples": torch.zeros(1, 128, 4, 1, tokens // 4)}
         (core,) = LTXVScheduler.execute(steps, 2.05, 0.95, True, 0.1, latent=latent).args

@@ -76,7 +76,7 @@ def test_stock_sampler_runs_two_steps(tiny_ltx23_ckpt, run_node):
 
 def test_lora_target_shapes_match_trainer_core_tiny_model(tiny_ltx23_ckpt):
     """A LoRA trained on trainer_core's tiny diffusers DiT must load here: same module names, same shapes."""
-    from trainer_core.diffusers_denoiser import build_ltx2_transformer
+    from trainer_core.training.diffusers_denoiser import build_ltx2_transformer
 
     model, _, _ = tc.load_checkpoint(tiny_ltx23_ckpt)
     ours = {name: m.weight.shape for name, m in model.model.diffusion_model.named_modules()

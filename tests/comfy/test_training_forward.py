@@ -63,7 +63,7 @@ def _forward(dm, x, timesteps, context, block_fn=None):
 @pytest.mark.parametrize("version", ["2.3", "2.0"])
 @pytest.mark.parametrize("audio", [True, False])
 def test_training_forward_equals_comfyui_forward(pack_modules, version, audio):
-    denoiser_mod = pack_modules("nodes.comfy_denoiser")
+    denoiser_mod = pack_modules("comfy_adapters.denoiser")
     dm = _dit(version)
     x, timesteps, context = _inputs(dm, audio)
     den = denoiser_mod.ComfyLTXDenoiser(dm)
@@ -79,8 +79,8 @@ def test_training_forward_equals_comfyui_forward(pack_modules, version, audio):
 
 @pytest.mark.parametrize("checkpointing", [False, True])
 def test_float64_gradients_match_central_finite_differences(pack_modules, checkpointing):
-    denoiser_mod = pack_modules("nodes.comfy_denoiser")
-    lora_mod = pack_modules("trainer_core.lora")
+    denoiser_mod = pack_modules("comfy_adapters.denoiser")
+    lora_mod = pack_modules("trainer_core.training.lora")
     dm = _dit("2.3", dtype=torch.float64)
     x, timesteps, context = _inputs(dm, audio=True, dtype=torch.float64)
     den = denoiser_mod.ComfyLTXDenoiser(dm)
@@ -113,7 +113,7 @@ def test_float64_gradients_match_central_finite_differences(pack_modules, checkp
 
 
 def test_self_check_refuses_a_changed_comfyui_block(pack_modules, monkeypatch):
-    denoiser_mod = pack_modules("nodes.comfy_denoiser")
+    denoiser_mod = pack_modules("comfy_adapters.denoiser")
     from comfy.ldm.lightricks.av_model import BasicAVTransformerBlock
 
     dm = _dit("2.3")
@@ -130,7 +130,7 @@ def test_self_check_refuses_a_changed_comfyui_block(pack_modules, monkeypatch):
 
 
 def _one_clip(pack_modules, model):
-    data_mod = pack_modules("trainer_core.training_data")
+    data_mod = pack_modules("trainer_core.cache.training_data")
     inputs = tc.build_inputs(model, frames=2, height=2, width=3)
     gen = torch.Generator().manual_seed(0)
     item = data_mod.TrainItem("clip", torch.randn(128, 2, 2, 3, generator=gen), inputs["context"][0], fps=24.0)
@@ -139,15 +139,15 @@ def _one_clip(pack_modules, model):
 
 def _train_as_the_node_does(pack_modules, dm, data, cfg, folder):
     """Inside inference mode (every node runs there), on the loaded model's inference-tensor weights."""
-    denoiser_mod = pack_modules("nodes.comfy_denoiser")
-    trainer_mod = pack_modules("trainer_core.trainer")
+    denoiser_mod = pack_modules("comfy_adapters.denoiser")
+    trainer_mod = pack_modules("trainer_core.training.trainer")
     with torch.inference_mode(), denoiser_mod.trainable_view(dm):
         return trainer_mod.LoraTrainer(denoiser_mod.ComfyLTXDenoiser(dm), data, cfg, folder).run()
 
 
 def test_trains_on_inference_mode_weights_and_leaves_the_model_as_it_was(pack_modules, tiny_ltx23_ckpt, run_node,
                                                                           tmp_path):
-    config_mod = pack_modules("trainer_core.config")
+    config_mod = pack_modules("trainer_core.training.config")
     model, _, _ = run_node("CheckpointLoaderSimple", ckpt_name=tiny_ltx23_ckpt)
     dm = model.model.diffusion_model
     params_before = {n: p for n, p in dm.named_parameters()}
@@ -167,7 +167,7 @@ def test_trains_on_inference_mode_weights_and_leaves_the_model_as_it_was(pack_mo
 def test_streamed_weights_train_exactly_like_resident_ones(pack_modules, tiny_ltx23_ckpt, run_node, tmp_path):
     """ComfyUI's low-VRAM mode keeps layers that do not fit off the GPU and copies their weights in per use
     (``comfy_cast_weights``, ``cast_bias_weight``). Training through that path must give the same steps."""
-    config_mod = pack_modules("trainer_core.config")
+    config_mod = pack_modules("trainer_core.training.config")
     model, _, _ = run_node("CheckpointLoaderSimple", ckpt_name=tiny_ltx23_ckpt)
     dm = model.model.diffusion_model
     data = _one_clip(pack_modules, model)

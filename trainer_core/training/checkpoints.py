@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from .atomic import atomic_path
+from ..atomic import atomic_path
 
 FORMAT = 1
 _STEP_FILE = re.compile(r"step_(\d{6})\.ckpt$")

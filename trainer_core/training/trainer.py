@@ -22,8 +22,8 @@ from .checkpoints import load_checkpoint, prune_checkpoints, save_checkpoint
 from .config import TrainConfig
 from .denoiser import Denoiser, DenoiserInput
 from .lora import LoraSet, select_targets
-from .lora_file import lora_metadata, save_comfy_lora
-from .training_data import TrainingData
+from ..output.lora_file import lora_metadata, save_comfy_lora
+from ..cache.training_data import TrainingData
 
 
 @dataclasses.dataclass

@@ -9,9 +9,9 @@ import os
 
 import torch
 
-from ..trainer_core import lora_card
-from ..trainer_core.lora_file import LoraFile, comfy_state_dict, read_lora
-from .comfy_denoiser import ltx_version
+from ..trainer_core.output import lora_card
+from ..trainer_core.output.lora_file import LoraFile, comfy_state_dict, read_lora
+from .denoiser import ltx_version
 
 NO_FILE = "none"
 log = logging.getLogger(__name__)

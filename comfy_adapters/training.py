@@ -15,12 +15,12 @@ import time
 
 import torch
 
-from ..trainer_core.config import TrainConfig
-from ..trainer_core.estimate import (Estimate, device_memory_available, estimate, largest_workload,
+from ..trainer_core.training.config import TrainConfig
+from ..trainer_core.training.estimate import (Estimate, device_memory_available, estimate, largest_workload,
                                      refine_with_probe, system_ram_available)
-from ..trainer_core.trainer import LoraTrainer, NonFiniteLoss, TrainResult
-from ..trainer_core.training_data import TrainingData
-from .comfy_denoiser import ComfyLTXDenoiser, ParityReport, ensure_training_forward_matches, trainable_view
+from ..trainer_core.training.trainer import LoraTrainer, NonFiniteLoss, TrainResult
+from ..trainer_core.cache.training_data import TrainingData
+from .denoiser import ComfyLTXDenoiser, ParityReport, ensure_training_forward_matches, trainable_view
 from .progress import TrainingProgress, preflight_fields
 
 

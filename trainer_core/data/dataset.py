@@ -19,8 +19,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from . import media
-from .atomic import write_text_atomic
-from .problems import ERROR, INFO, WARNING, Problem, is_blocking, sorted_problems
+from ..atomic import write_text_atomic
+from ..problems import ERROR, INFO, WARNING, Problem, is_blocking, sorted_problems
 
 MANIFEST_EXTENSIONS = (".json", ".jsonl", ".csv")
 MEDIA_COLUMNS = ("video", "media_path", "video_path")

@@ -20,10 +20,10 @@ import torch
 
 from . import buckets as bucketing
 from . import media
-from .atomic import write_text_atomic
+from ..atomic import write_text_atomic
 from .buckets import Bucket
 from .dataset import DatasetHandle, DatasetItem
-from .problems import ERROR, INFO, WARNING, Problem, sorted_problems
+from ..problems import ERROR, INFO, WARNING, Problem, sorted_problems
 from .samples import Sample
 
 WINDOW_MODES = ("start", "center", "random", "multiple")

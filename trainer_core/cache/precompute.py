@@ -18,7 +18,7 @@ from safetensors import safe_open
 
 from . import latent_cache as lc
 from .encoders import AudioEncoder, TextConditioner, VideoDecoder, VideoEncoder, check_bucket
-from .samples import Sample
+from ..data.samples import Sample
 
 FrameLoader = Callable[[Sample], torch.Tensor]
 """Sample -> float32 ``[F, H, W, 3]`` in 0..1 at the sample's bucket size."""
@@ -33,13 +33,13 @@ PhaseDoneFn = Callable[[str], None]
 
 
 def load_frames(sample: Sample) -> torch.Tensor:
-    from .media import load_sample_frames
+    from ..data.media import load_sample_frames
 
     return load_sample_frames(sample)
 
 
 def load_reference_frames(sample: Sample) -> torch.Tensor:
-    from .media import load_reference_frames as load
+    from ..data.media import load_reference_frames as load
 
     return load(sample)
 

@@ -1,4 +1,4 @@
-"""``trainer_core.denoiser.Denoiser`` over the LTX-2 / LTX-2.3 model ComfyUI loaded.
+"""``trainer_core.training.denoiser.Denoiser`` over the LTX-2 / LTX-2.3 model ComfyUI loaded.
 
 The DiT is ComfyUI's own ``LTXAVModel``: its patchify, timestep embeddings, RoPE and output layers run as in
 sampling; only the transformer blocks are swapped, through ComfyUI's ``patches_replace["dit"]`` hook, for the
@@ -15,8 +15,8 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from ..trainer_core.denoiser import DenoiserInput, DenoiserOutput
-from .comfy_training_block import training_block_forward
+from ..trainer_core.training.denoiser import DenoiserInput, DenoiserOutput
+from .training_block import training_block_forward
 
 
 class TrainingForwardMismatch(RuntimeError):

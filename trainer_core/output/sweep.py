@@ -418,7 +418,7 @@ def write_mp4(path: str | os.PathLike, frames: torch.Tensor, fps: float) -> str:
     """Writes uint8 [T,H,W,3] frames as H.264 (yuv420p, CRF 18) to ``path`` atomically; returns the path."""
     import av
 
-    from .atomic import atomic_path
+    from ..atomic import atomic_path
 
     frames = frames if frames.dtype == torch.uint8 else to_uint8(frames)
     t, h, w, _ = frames.shape

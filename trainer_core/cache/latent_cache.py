@@ -31,8 +31,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from .atomic import atomic_path, is_temp_file, write_text_atomic
-from .samples import Sample
+from ..atomic import atomic_path, is_temp_file, write_text_atomic
+from ..data.samples import Sample
 from .training_data import TrainItem
 
 FORMAT = "ltx23-latent-cache/1"

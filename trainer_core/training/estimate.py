@@ -73,8 +73,8 @@ import torch
 from .config import TrainConfig
 from .denoiser import Denoiser
 from .lora import select_targets
-from .problems import ERROR, Problem
-from .training_data import TrainingData
+from ..problems import ERROR, Problem
+from ..cache.training_data import TrainingData
 
 GiB = 2 ** 30
 

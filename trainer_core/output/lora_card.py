@@ -126,7 +126,7 @@ def run_card(training_metadata: dict[str, str], *, weights: dict[str, tuple[torc
     Values given here win over the trainer's (the MODEL connected at save time is the base the user means). Keys
     that are unknown are left out rather than written as placeholders, so readers can tell "absent" from "empty".
     """
-    from . import __version__
+    from .. import __version__
 
     meta = {k: str(v) for k, v in training_metadata.items()}
     ranks = sorted({A.shape[0] for A, _ in weights.values()})

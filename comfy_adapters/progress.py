@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import threading
 
-from ..trainer_core.estimate import format_bytes
+from ..trainer_core.training.estimate import format_bytes
 
 EVENT = "ltx23_trainer.progress"
 _status: dict[str, dict] = {}
@@ -61,7 +61,7 @@ class TrainingProgress:
         self.run: dict = {}
 
     def begin(self, trainer, run_dir: str, preflight=None) -> None:
-        """Publishes the pre-flight estimate (``trainer_core.estimate.Estimate``, optional) before the first step.
+        """Publishes the pre-flight estimate (``trainer_core.training.estimate.Estimate``, optional) before the first step.
         A resumed run's loss history comes from its checkpoint, so the chart continues where it stopped."""
         cfg, data = trainer.cfg, trainer.data
         params = sum(p.numel() for p in trainer.lora.trainable_parameters())

@@ -15,7 +15,7 @@ import re
 
 import torch
 
-from .atomic import atomic_path
+from ..atomic import atomic_path
 
 PACK_NAME = "ComfyUI-LTX23-LoRA-Trainer"
 COMFY_PREFIX = "diffusion_model."
@@ -124,7 +124,7 @@ def _unflatten_kohya(flat: str) -> str:
 
 def lora_metadata(*, base_model_version: str, rank: int, alpha: float, targets, modules: int, trigger: str,
                   steps: int, recipe: str, dataset_fingerprint: str, buckets=(), extra: dict | None = None) -> dict:
-    from . import __version__
+    from .. import __version__
 
     meta = {
         "pack": PACK_NAME,
