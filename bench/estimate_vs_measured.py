@@ -22,7 +22,8 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from trainer_core import estimate as est  # noqa: E402
+from trainer_core.training import estimate as est  # noqa: E402
+from trainer_core.training import estimate_model as est_model  # noqa: E402
 from trainer_core.training.diffusers_denoiser import DiffusersLTX2Denoiser, ltx2_config  # noqa: E402
 
 # H200, torch 2.11, pack trainer, one sample, 1024 context tokens, video-only (bench/RESULTS.md).
@@ -43,22 +44,22 @@ H200_RUNS = """
 """.split()
 
 
-def full_shape() -> est.ModelShape:
+def full_shape() -> est_model.ModelShape:
     from diffusers import LTX2VideoTransformer3DModel
 
     with torch.device("meta"):
         model = LTX2VideoTransformer3DModel(**ltx2_config("ltx-2.3", "full"))
-    return est.ModelShape.of(DiffusersLTX2Denoiser(nn.Module.to(model, dtype=torch.bfloat16)))
+    return est_model.ModelShape.of(DiffusersLTX2Denoiser(nn.Module.to(model, dtype=torch.bfloat16)))
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("runs", nargs="*", default=H200_RUNS)
-    ap.add_argument("--peak-tflops", type=float, default=est.DATASHEET_BF16_FLOPS["H200"] / 1e12,
+    ap.add_argument("--peak-tflops", type=float, default=est_model.DATASHEET_BF16_FLOPS["H200"] / 1e12,
                     help="datasheet dense bf16 TFLOP/s of the GPU the runs were measured on")
     args = ap.parse_args()
     full = full_shape()
-    rate = est.ACHIEVED_FRACTION * args.peak_tflops * 1e12
+    rate = est_model.ACHIEVED_FRACTION * args.peak_tflops * 1e12
     print("| bucket | tokens | ckpt | rank | targets | blocks | measured GiB (peak-model) | predicted GiB | error "
           "| measured s/step | predicted s/step | error |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
@@ -68,15 +69,15 @@ def main() -> None:
         shape = dataclasses.replace(full, linears=tuple(lin for lin in full.linears if lin.block < blocks),
                                     n_blocks=blocks)
         w, h, f = (int(v) for v in bucket.split("x"))
-        work = est.Workload((128, (f - 1) // 8 + 1, h // 32, w // 32), context_tokens=1024, context_width=6144)
-        plan = est.Plan(rank=int(rank), targets=tuple(targets.split(",")), checkpointing=ckpt == "on",
+        work = est_model.Workload((128, (f - 1) // 8 + 1, h // 32, w // 32), context_tokens=1024, context_width=6144)
+        plan = est_model.Plan(rank=int(rank), targets=tuple(targets.split(",")), checkpointing=ckpt == "on",
                         optimizer="adamw", autocast=True, train_audio=False)
-        vram = est.vram_breakdown(shape, work, plan)
+        vram = est_model.vram_breakdown(shape, work, plan)
         # The runs keep all 48 blocks' weights resident; compare what training added on top of them.
         measured = int(peak) - int(model_bytes)
         predicted = vram.peak - vram.weights
         measured_total, predicted_total = int(peak), int(model_bytes) + predicted
-        seconds = est.flops_per_step(shape, work, plan) / rate + est.BLOCK_OVERHEAD_S["cuda"] * blocks
+        seconds = est_model.flops_per_step(shape, work, plan) / rate + est_model.BLOCK_OVERHEAD_S["cuda"] * blocks
         print(f"| {bucket} | {work.video_tokens} | {ckpt} | {rank} | {targets} | {blocks} "
               f"| {measured_total / est.GiB:.2f} ({measured / est.GiB:.2f}) "
               f"| {predicted_total / est.GiB:.2f} ({predicted / est.GiB:.2f}) "

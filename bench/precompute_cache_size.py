@@ -20,7 +20,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from trainer_core import latent_cache as lc  # noqa: E402
+from trainer_core.cache import latent_cache as lc  # noqa: E402
 from trainer_core.cache.encoders import DiffusersVideoEncoder, StandInTextConditioner, build_tiny_vae  # noqa: E402
 from trainer_core.cache.precompute import precompute  # noqa: E402
 from trainer_core.data.samples import Sample  # noqa: E402

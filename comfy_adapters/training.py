@@ -16,8 +16,9 @@ import time
 import torch
 
 from ..trainer_core.training.config import TrainConfig
-from ..trainer_core.training.estimate import (Estimate, device_memory_available, estimate, largest_workload,
-                                     refine_with_probe, system_ram_available)
+from ..trainer_core.training.estimate import (Estimate, device_memory_available, estimate, refine_with_probe,
+                                              system_ram_available)
+from ..trainer_core.training.estimate_model import largest_workload
 from ..trainer_core.training.trainer import LoraTrainer, NonFiniteLoss, TrainResult
 from ..trainer_core.cache.training_data import TrainingData
 from .denoiser import ComfyLTXDenoiser, ParityReport, ensure_training_forward_matches, trainable_view

@@ -18,6 +18,7 @@ import torch
 from comfy_api.latest import io
 
 from ..trainer_core.output import sweep as sw
+from ..trainer_core.output import sweep_grid, sweep_scores
 from ..trainer_core.atomic import write_text_atomic
 from ..comfy_adapters.lora import NO_FILE, apply_lora, diffusion_model, guard, log, lora_file_names, resolve_lora
 from .latent_precompute import LATENT_CACHE
@@ -189,24 +190,24 @@ class ValidationSweep(io.ComfyNode):
                                                  latent, disable_pbar=True, seed=row.seed)
                 latents[(i, strength)] = out.float().cpu()
                 pbar.update(1)
-        scores = sw.score_sweep(plan, latents)
+        scores = sweep_scores.score_sweep(plan, latents)
 
         # Decoding after all sampling keeps the VAE and the DiT from taking turns in VRAM.
         folder, subfolder, stem = _save_dir(filename_prefix)
-        cell_size = sw.grid_cell_size(height, width, len(rows), len(plan.strengths))
+        cell_size = sweep_grid.grid_cell_size(height, width, len(rows), len(plan.strengths))
         cells = {}
         for (i, strength), lat in latents.items():
             mm.throw_exception_if_processing_interrupted()
-            clip = sw.to_uint8(vae.decode(lat)[0])
+            clip = sweep_grid.to_uint8(vae.decode(lat)[0])
             if save_clips:
                 row = rows[i]
                 cell = f"{row.group}{row.prompt_index + 1}_seed{row.seed}_s{strength:g}.mp4"
-                sw.write_mp4(os.path.join(folder, stem + "_clips", cell), clip, fps)
-            cells[(i, plan.strengths.index(strength))] = sw.fit_clip(clip, cell_size)
+                sweep_grid.write_mp4(os.path.join(folder, stem + "_clips", cell), clip, fps)
+            cells[(i, plan.strengths.index(strength))] = sweep_grid.fit_clip(clip, cell_size)
             pbar.update(1)
-        grid = sw.assemble_grid(cells, [(r.label, r.prompt) for r in rows], [f"{s:g}" for s in plan.strengths],
+        grid = sweep_grid.assemble_grid(cells, [(r.label, r.prompt) for r in rows], [f"{s:g}" for s in plan.strengths],
                                 corner="LoRA strength:")
-        sw.write_mp4(os.path.join(folder, stem + "_grid.mp4"), grid, fps)
+        sweep_grid.write_mp4(os.path.join(folder, stem + "_grid.mp4"), grid, fps)
 
         report = "\n".join([f"LoRA: {name}. {compat.message}",
                             f"{len(rows)} rows x {len(plan.strengths)} strengths, {mode} mode, {steps} steps, "

@@ -10,6 +10,7 @@ from torch import nn
 
 from tiny import tiny_data, tiny_denoiser
 from trainer_core.training import estimate as est
+from trainer_core.training import estimate_model as est_model
 from trainer_core.training.config import recipe_config
 from trainer_core.training.diffusers_denoiser import DiffusersLTX2Denoiser, ltx2_config
 from trainer_core.training.lora import LoraSet, select_targets
@@ -27,7 +28,7 @@ def _cfg(**kw):
 
 
 def _tiny_estimate(d, cfg, latent=(2, 2, 3), **kw):
-    work = est.largest_workload(tiny_data(d, n=2, latent=latent), cfg.batch_size)
+    work = est_model.largest_workload(tiny_data(d, n=2, latent=latent), cfg.batch_size)
     return est.estimate(d, cfg, work, device="cpu", throughput=1e9, **kw)
 
 
@@ -43,7 +44,7 @@ def full():
 
 def _full_work(bucket):
     w, h, f = (int(v) for v in bucket.split("x"))
-    return est.Workload((128, (f - 1) // 8 + 1, h // 32, w // 32), context_tokens=1024, context_width=6144)
+    return est_model.Workload((128, (f - 1) // 8 + 1, h // 32, w // 32), context_tokens=1024, context_width=6144)
 
 
 def _full_cfg(**kw):
@@ -84,12 +85,12 @@ def test_largest_workload_reads_shapes_without_loading_tensors():
     big = tiny_data(d, n=1, latent=(3, 4, 5), audio_steps=7).items[0]
     mixed = InMemoryData(data.items + [big] + data.items, data.empty)
     mixed.item = None  # any tensor load would fail
-    work = est.largest_workload(mixed, batch_size=2, train_audio=True)
+    work = est_model.largest_workload(mixed, batch_size=2, train_audio=True)
     assert work.video_shape == (128, 3, 4, 5) and work.video_tokens == 60
     assert (work.context_tokens, work.context_width) == tuple(big.context.shape)
     assert work.audio_tokens == 7 and work.batch_size == 2
     assert work.bucket == "160x128x17"
-    assert est.largest_workload(mixed).audio_tokens == 0
+    assert est_model.largest_workload(mixed).audio_tokens == 0
 
 
 @pytest.mark.parametrize("bucket, checkpointing, measured_gib", [
@@ -109,7 +110,7 @@ def test_full_size_vram_matches_the_h200_measurements(full, bucket, checkpointin
 
 def test_full_size_time_matches_the_h200_measurement(full):
     e = est.estimate(full, _full_cfg(), _full_work("960x544x49"), device="cuda",
-                     throughput=est.ACHIEVED_FRACTION * est.DATASHEET_BF16_FLOPS["H200"])
+                     throughput=est_model.ACHIEVED_FRACTION * est_model.DATASHEET_BF16_FLOPS["H200"])
     assert e.flops_per_step / 1e12 == pytest.approx(305, rel=0.02)  # ltx-trainer-reference.md section 12
     assert e.sec_per_step == pytest.approx(0.923, rel=0.15)
     assert e.eta_sec == pytest.approx(e.sec_per_step * 1500)
@@ -138,7 +139,7 @@ def test_smaller_bucket_fix_keeps_the_aspect_and_fits(full):
     e = est.estimate(full, _full_cfg(), _full_work("1280x704x121"), vram_available=46 * GiB, throughput=4e14)
     assert not e.fits
     bucket = next(f for f in e.fixes if f.description.startswith("use bucket"))
-    assert bucket.fits and bucket.vram * (1 + est.ALLOCATOR_SLACK) <= 46 * GiB
+    assert bucket.fits and bucket.vram * (1 + est_model.ALLOCATOR_SLACK) <= 46 * GiB
     w, h, f = (int(v) for v in bucket.description.split()[-1].split("x"))
     assert f == 121 and w % 32 == 0 and h % 32 == 0 and w < 1280
     assert w / h == pytest.approx(1280 / 704, rel=0.1)
@@ -147,7 +148,7 @@ def test_smaller_bucket_fix_keeps_the_aspect_and_fits(full):
 def test_fixes_for_a_small_gpu_offload_and_fp8(full):
     e = est.estimate(full, _full_cfg(), _full_work("960x544x49"), vram_available=24 * GiB, throughput=4e14)
     stream = next(f for f in e.fixes if f.description.startswith("let ComfyUI stream"))
-    assert stream.fits and stream.vram * (1 + est.ALLOCATOR_SLACK) <= 24 * GiB
+    assert stream.fits and stream.vram * (1 + est_model.ALLOCATOR_SLACK) <= 24 * GiB
     fp8 = next(f for f in e.fixes if f.description == "use the fp8 checkpoint")
     # The blocks' linear weights drop to one byte; norms, embeddings and tables stay bf16.
     saving = sum(m.weight.numel() for m in full.lora_targets().values())
@@ -163,7 +164,7 @@ def test_disk_estimate_matches_a_real_checkpoint(tmp_path):
     trainer = LoraTrainer(d, data, cfg, tmp_path)
     trainer.run()
     final = trainer.save_lora(tmp_path / "final.safetensors")
-    e = est.estimate(d, cfg, est.largest_workload(data), device="cpu", throughput=1e9, output_dir=tmp_path)
+    e = est.estimate(d, cfg, est_model.largest_workload(data), device="cpu", throughput=1e9, output_dir=tmp_path)
     ckpt_files = sorted((tmp_path / "checkpoints").iterdir())
     assert [p.suffix for p in ckpt_files] == [".ckpt", ".safetensors"]  # keep_checkpoints=1 pruned the rest
     written = sum(p.stat().st_size for p in ckpt_files)
@@ -210,7 +211,7 @@ def test_cpu_probe_refines_the_eta(tmp_path):
     d = tiny_denoiser()
     cfg = _cfg(steps=3, checkpoint_every=100)
     data = tiny_data(d)
-    e = est.estimate(d, cfg, est.largest_workload(data), device="cpu", ram_available=est.system_ram_available())
+    e = est.estimate(d, cfg, est_model.largest_workload(data), device="cpu", ram_available=est.system_ram_available())
     assert e.fits and e.sec_per_step > 0
     stamps = []
     events = []

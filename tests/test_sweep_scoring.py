@@ -9,6 +9,8 @@ import pytest
 import torch
 
 from trainer_core.output import sweep as sw
+from trainer_core.output import sweep_grid, sweep_scores
+
 LATENT = (1, 128, 2, 3, 4)
 
 
@@ -68,7 +70,7 @@ def _shift(direction_seed=5):
 
 def test_zero_lora_scores_no_effect_and_warns():
     plan = _plan()
-    scores = sw.score_sweep(plan, _latents(plan, lambda row, s: torch.zeros(LATENT)))
+    scores = sweep_scores.score_sweep(plan, _latents(plan, lambda row, s: torch.zeros(LATENT)))
     assert [s.trigger_effect for s in scores.strengths] == [0.0, 0.0, 0.0]
     assert scores.recommended is None and "THIS LORA CHANGES NOTHING" in scores.warnings[0]
     assert all(s.seed_consistency is None for s in scores.strengths)
@@ -78,7 +80,7 @@ def test_zero_lora_scores_no_effect_and_warns():
 def test_linear_lora_effect_grows_with_strength_and_gets_its_top_strength():
     plan = _plan()
     shift = _shift()
-    scores = sw.score_sweep(plan, _latents(plan, lambda row, s: s * 0.8 * shift * (row.group == "trigger")))
+    scores = sweep_scores.score_sweep(plan, _latents(plan, lambda row, s: s * 0.8 * shift * (row.group == "trigger")))
     effects = [s.trigger_effect for s in scores.strengths]
     assert effects[0] < effects[1] < effects[2]
     assert effects[1] / effects[0] == pytest.approx(1.5, rel=1e-6)
@@ -94,7 +96,7 @@ def test_saturating_lora_is_recommended_at_its_knee():
     plan = _plan()
     shift = _shift()
     curve = {0.0: 0.0, 0.5: 0.9, 0.75: 0.97, 1.0: 1.0}
-    scores = sw.score_sweep(plan, _latents(plan, lambda row, s: curve[s] * shift * (row.group == "trigger")))
+    scores = sweep_scores.score_sweep(plan, _latents(plan, lambda row, s: curve[s] * shift * (row.group == "trigger")))
     assert scores.recommended == 0.5
 
 
@@ -109,30 +111,30 @@ def test_bleed_limits_the_recommendation_and_seed_dependent_effects_score_low():
         scale = {"trigger": 1.0, "no_trigger": 0.2, "off_topic": 0.2 if s <= 0.5 else 1.0}[row.group]
         return s * scale * shift
 
-    scores = sw.score_sweep(plan, _latents(plan, effect))
+    scores = sweep_scores.score_sweep(plan, _latents(plan, effect))
     by_s = {s.strength: s for s in scores.strengths}
     assert by_s[0.5].bleed_off_topic == pytest.approx(0.2 * by_s[0.5].trigger_effect, rel=1e-6)
     assert scores.recommended == 0.5
-    incoherent = sw.score_sweep(plan, _latents(plan, lambda row, s: s * per_row[row]))
+    incoherent = sweep_scores.score_sweep(plan, _latents(plan, lambda row, s: s * per_row[row]))
     assert abs(incoherent.strengths[-1].seed_consistency) < 0.3
-    everywhere = sw.score_sweep(plan, _latents(plan, lambda row, s: s * shift))
+    everywhere = sweep_scores.score_sweep(plan, _latents(plan, lambda row, s: s * shift))
     assert any("bleeds into off-topic" in w for w in everywhere.warnings)
     assert any("trigger word makes little difference" in w for w in everywhere.warnings)
 
 
 def test_one_seed_falls_back_to_latent_magnitude():
     plan = _plan(seeds=1)
-    scores = sw.score_sweep(plan, _latents(plan, lambda row, s: s * _shift()))
+    scores = sweep_scores.score_sweep(plan, _latents(plan, lambda row, s: s * _shift()))
     assert "one seed" in scores.unit and scores.strengths[-1].seed_consistency is None
     with pytest.raises(ValueError, match="have no latent"):
-        sw.score_sweep(plan, {})
+        sweep_scores.score_sweep(plan, {})
 
 
 def test_grid_places_cells_and_draws_labels():
     rows, cols, t, h, w = 3, 2, 5, 40, 48
     cells = {(r, c): torch.full((t, h, w, 3), (r * cols + c + 1) / 10) for r in range(rows) for c in range(cols)}
     cells[(0, 0)] = cells[(0, 0)][:3]  # a shorter clip holds its last frame
-    grid = sw.assemble_grid(cells, [(f"row {r}", "a long prompt " * 5) for r in range(rows)],
+    grid = sweep_grid.assemble_grid(cells, [(f"row {r}", "a long prompt " * 5) for r in range(rows)],
                             [f"{c}" for c in range(cols)], corner="strength")
     assert grid.dtype == torch.uint8 and grid.shape[0] == t
     assert grid.shape[1] % 2 == 0 and grid.shape[2] % 2 == 0
@@ -149,16 +151,16 @@ def test_grid_places_cells_and_draws_labels():
 
 def test_grid_shrinks_cells_to_stay_playable_and_cuts_long_labels():
     cells = {(r, 0): torch.rand(2, 320, 512, 3) for r in range(18)}
-    grid = sw.assemble_grid(cells, [("r", "p")] * 18, ["s"], max_side=2048)
+    grid = sweep_grid.assemble_grid(cells, [("r", "p")] * 18, ["s"], max_side=2048)
     assert max(grid.shape[1:3]) <= 2048
-    narrow = sw.assemble_grid({(0, 0): torch.rand(1, 16, 16, 3)}, [("x" * 80, "y" * 300)], ["strength " * 10])
+    narrow = sweep_grid.assemble_grid({(0, 0): torch.rand(1, 16, 16, 3)}, [("x" * 80, "y" * 300)], ["strength " * 10])
     assert narrow.shape[1:3] == (16 + 18, 160 + 16)
 
 
 def test_write_mp4_round_trips(tmp_path):
     frames = torch.zeros(9, 33, 47, 3)
     frames[:, :, :20] = 1.0
-    path = sw.write_mp4(tmp_path / "clip.mp4", frames, fps=24.0)
+    path = sweep_grid.write_mp4(tmp_path / "clip.mp4", frames, fps=24.0)
     with av.open(path) as container:
         stream = container.streams.video[0]
         assert (stream.width, stream.height) == (48, 34)

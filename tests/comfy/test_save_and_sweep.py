@@ -252,7 +252,7 @@ def test_sweep_of_a_pack_trained_lora_from_the_cache(pack, run_node, ltx23, trai
     result, recommended, report, grid = _sweep(run_node, model, vae, lora=lora, cache=cache)
     effects = _effects(result)
     # Already at half strength above the "changes nothing" threshold (~2x on this tiny model).
-    assert pack("trainer_core.output.sweep").NO_EFFECT < effects[0] < effects[1], report
+    assert pack("trainer_core.output.sweep_scores").NO_EFFECT < effects[0] < effects[1], report
     assert recommended in (0.5, 1.0) and result["recommended"] == recommended
     assert "CHANGES NOTHING" not in report
     # Grid: header + 6 rows (3 groups x 2 seeds) of 64 px, label column + 3 strengths; 9 frames.

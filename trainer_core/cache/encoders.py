@@ -1,7 +1,7 @@
 """What Latent Precompute encodes with: small protocols plus the implementations that need no ComfyUI.
 
 The ComfyUI adapters (``nodes/latent_precompute.py``) and the implementations here satisfy the same protocols,
-so ``trainer_core.precompute`` runs unchanged in ComfyUI, headless and in CI. Every encoder carries an
+so ``trainer_core.cache.precompute`` runs unchanged in ComfyUI, headless and in CI. Every encoder carries an
 ``identity`` string: it goes into the cache keys, so a different checkpoint or text encoder never reuses latents
 made by another one.
 """

@@ -1,7 +1,7 @@
 """What the Frame Trimmer hands to Latent Precompute: one trimmed, bucketed training sample.
 
 A sample is a recipe, not decoded frames: the source file, the window in it, the output size and the caption.
-Precompute decodes it once (``trainer_core.media.load_sample_frames``) and caches the latents under
+Precompute decodes it once (``trainer_core.data.media.load_sample_frames``) and caches the latents under
 ``Sample.cache_key()``, so the key must change whenever anything that changes the pixels or the caption does.
 """
 
