@@ -13,9 +13,9 @@ import dataclasses
 
 import torch
 from torch import nn
-from torch.utils.checkpoint import checkpoint
 
 from ..trainer_core.training.denoiser import DenoiserInput, DenoiserOutput
+from .block_compile import BlockRunner, choose_runner
 from .training_block import training_block_forward
 
 
@@ -36,6 +36,13 @@ class ComfyLTXDenoiser:
         self.base_model_version = ltx_version(diffusion_model)
         self.checkpointing = True
         self.dtype = compute_dtype or next(diffusion_model.parameters()).dtype
+        self.runner = BlockRunner("eager")
+
+    def compile_blocks(self, device: torch.device, mode: str = "compiled") -> str:
+        """Compile the training block where this model and device allow it (see ``block_compile``); returns the
+        mode in effect."""
+        self.runner = choose_runner(self.dm, device, mode)
+        return self.runner.mode
 
     def context_widths(self) -> tuple[int, int]:
         dm = self.dm
@@ -74,17 +81,17 @@ class ComfyLTXDenoiser:
         def run(args, extra):
             kwargs = dict(args)
             vx, ax = kwargs.pop("img")
-            if self.checkpointing and torch.is_grad_enabled():
-                out = checkpoint(_run_block, block, vx, ax, kwargs, use_reentrant=False)
-            else:
-                out = _run_block(block, vx, ax, kwargs)
-            return {"img": out}
+            # Only the switches the block reads: the full options carry every block's hook, which a compiled
+            # block would otherwise have to guard on.
+            opts = kwargs.get("transformer_options") or {}
+            kwargs["transformer_options"] = {k: opts[k] for k in _BLOCK_SWITCHES if k in opts}
+            checkpointing = self.checkpointing and torch.is_grad_enabled()
+            return {"img": self.runner(block, vx, ax, kwargs, checkpointing)}
 
         return run
 
 
-def _run_block(block, vx, ax, kwargs):
-    return training_block_forward(block, (vx, ax), **kwargs)
+_BLOCK_SWITCHES = ("run_vx", "run_ax", "a2v_cross_attn", "v2a_cross_attn")
 
 
 @contextlib.contextmanager

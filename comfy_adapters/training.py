@@ -79,6 +79,7 @@ def train_on_loaded_model(model, data: TrainingData, config: TrainConfig, out_di
                          offload_fraction=streamed)
     preflight.raise_if_unfit()
     parity = ensure_training_forward_matches(dm, device, denoiser.dtype)
+    denoiser.compile_blocks(device)
     progress = TrainingProgress(node_id, config.steps)
     probe = _Probe(preflight, progress, device)
     trainer = LoraTrainer(denoiser, data, config, out_dir, on_event=probe, should_stop=mm.processing_interrupted,
