@@ -73,8 +73,10 @@ class StepTimer:
         self.warmup, self.steps = warmup, steps
         self.stamps: list[float] = []
         self.profiler = None
+        self.cpu: list[float] = []
         self.kernel_s = 0.0
         self.kernels = 0
+        self.by_kind: dict[str, float] = {}
 
     @property
     def total(self) -> int:
@@ -83,10 +85,12 @@ class StepTimer:
     def start(self) -> None:
         torch.cuda.synchronize()
         self.stamps.append(time.perf_counter())
+        self.cpu.append(time.process_time())
 
     def step_done(self) -> None:
         torch.cuda.synchronize()
         self.stamps.append(time.perf_counter())
+        self.cpu.append(time.process_time())
         done = len(self.stamps) - 1
         if done == self.warmup + self.steps:
             self.profiler = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA])
@@ -96,8 +100,12 @@ class StepTimer:
             self._read_profile()
 
     def _read_profile(self) -> None:
-        spans = sorted((e.time_range.start, e.time_range.end) for e in self.profiler.events()
-                       if e.device_type == torch.autograd.DeviceType.CUDA and e.time_range.end > e.time_range.start)
+        events = [e for e in self.profiler.events()
+                  if e.device_type == torch.autograd.DeviceType.CUDA and e.time_range.end > e.time_range.start]
+        for e in events:
+            kind = kernel_kind(e.name)
+            self.by_kind[kind] = self.by_kind.get(kind, 0.0) + (e.time_range.end - e.time_range.start) / 1e6
+        spans = sorted((e.time_range.start, e.time_range.end) for e in events)
         self.kernels = len(spans)
         busy, end = 0, None
         for s, e in spans:  # union of intervals (copies and kernels on any stream), microseconds
@@ -113,8 +121,24 @@ class StepTimer:
         times = [b - a for a, b in zip(self.stamps, self.stamps[1:])]
         timed = times[self.warmup:self.warmup + self.steps]
         median = statistics.median(timed)
+        cpu = [b - a for a, b in zip(self.cpu, self.cpu[1:])][self.warmup:self.warmup + self.steps]
         return dict(s_per_step=median, min=min(timed), max=max(timed), n=len(timed), first_step=times[0],
-                    kernel_s=self.kernel_s, kernels=self.kernels, gpu_busy=min(1.0, self.kernel_s / median))
+                    host_cpu_s=statistics.median(cpu), kernel_s=self.kernel_s, kernels=self.kernels,
+                    gpu_busy=min(1.0, self.kernel_s / median), **{f"{k}_s": v for k, v in self.by_kind.items()})
+
+
+def kernel_kind(name: str) -> str:
+    """Coarse kernel classes of a profiled step: what bounds it."""
+    low = name.lower()
+    if any(t in low for t in ("flash", "fmha", "cudnn", "attention", "sdpa")):
+        return "attention"
+    if any(t in low for t in ("gemm", "nvjet", "cutlass", "xmma", "matmul")):
+        return "gemm"
+    if low.startswith("triton"):
+        return "triton"
+    if "memcpy" in low or "memset" in low or "copy" in low:
+        return "copy"
+    return "other"
 
 
 # -- the ltx-trainer way ---------------------------------------------------------------------------------------
@@ -195,8 +219,11 @@ def run_node_path(dm, comfy_denoiser, variant: str, buckets, rank: int, timer_ar
                   checkpointing: bool) -> list[dict]:
     import torch._dynamo
 
+    from torch._dynamo.utils import counters
+
     mode = variant.removeprefix("node-")
     torch._dynamo.reset()
+    counters.clear()
     denoiser = comfy_denoiser.ComfyLTXDenoiser(dm)
     in_effect = denoiser.compile_blocks(device, mode)
     width = sum(denoiser.context_widths())
@@ -211,14 +238,16 @@ def run_node_path(dm, comfy_denoiser, variant: str, buckets, rank: int, timer_ar
         cfg = recipe_config("character", steps=timer.total, rank=rank, alpha=rank, targets=("video_attn",),
                             gradient_checkpointing=checkpointing, checkpoint_every=10 ** 9, keep_checkpoints=1)
         work = Workload(video_shape=latent, context_tokens=CONTEXT_TOKENS, context_width=width)
-        predicted = estimate(denoiser, cfg, work, device=device)
+        predicted = estimate(denoiser, cfg, work, device=device, compiled_blocks=in_effect != "eager")
         torch.cuda.reset_peak_memory_stats()
         with tempfile.TemporaryDirectory() as out, torch.inference_mode(), comfy_denoiser.trainable_view(dm):
             trainer = LoraTrainer(denoiser, data, cfg, out, device=device,
                                   on_event=lambda e: timer.step_done() if e.kind == "step" else None)
             timer.start()
             trainer.run()
-        results.append(dict(variant=variant, mode=in_effect, bucket=bucket, tokens=latent[1] * latent[2] * latent[3],
+        graphs = dict(graphs=counters["stats"].get("unique_graphs", 0),
+                      graph_breaks=sum(counters["graph_break"].values()))
+        results.append(dict(variant=variant, mode=in_effect, bucket=bucket, **graphs, tokens=latent[1] * latent[2] * latent[3],
                             peak_gib=torch.cuda.max_memory_allocated() / GiB, flops=predicted.flops_per_step,
                             predicted_s=predicted.sec_per_step, predicted_peak_gib=predicted.vram.peak / GiB,
                             lora_params=sum(p.numel() for p in trainer.lora.trainable_parameters()), **timer.result()))

@@ -74,12 +74,13 @@ def train_on_loaded_model(model, data: TrainingData, config: TrainConfig, out_di
     needed = estimate(denoiser, config, workload, device=device, output_dir=out_dir)
     mm.load_models_gpu([patcher], memory_required=needed.vram.peak - needed.vram.weights)
     streamed = 1.0 - patcher.loaded_size() / max(1, patcher.model_size()) if device.type == "cuda" else 0.0
+    # Decided once the weights are placed: streamed or cast weights keep the block eager.
+    compiled = denoiser.compile_blocks(device) != "eager"
     preflight = estimate(denoiser, config, workload, device=device, output_dir=out_dir,
                          vram_available=device_memory_available(device), ram_available=system_ram_available(),
-                         offload_fraction=streamed)
+                         offload_fraction=streamed, compiled_blocks=compiled)
     preflight.raise_if_unfit()
     parity = ensure_training_forward_matches(dm, device, denoiser.dtype)
-    denoiser.compile_blocks(device)
     progress = TrainingProgress(node_id, config.steps)
     probe = _Probe(preflight, progress, device)
     trainer = LoraTrainer(denoiser, data, config, out_dir, on_event=probe, should_stop=mm.processing_interrupted,

@@ -112,7 +112,8 @@ def test_float64_gradients_match_central_finite_differences(pack_modules, checkp
             scalar, [(getattr(by_name[name], which), idx) for name, which, idx in probes], rel=1e-5, abs=1e-8)
 
 
-def test_compiled_block_gives_exact_gradients_with_one_graph_for_every_block(pack_modules):
+@pytest.mark.parametrize("mode", ["compiled", "compiled-checkpoint"])
+def test_compiled_block_gives_exact_gradients_with_one_graph_for_every_block(pack_modules, mode):
     """The regional compile under per-block checkpointing, traced by Dynamo and AOTAutograd as on a GPU (the
     ``aot_eager`` backend: this CPU has no Triton). Every block has its own weights and LoRA hooks, yet one graph
     must serve them all, and the gradients must still be the float64 finite differences."""
@@ -126,7 +127,7 @@ def test_compiled_block_gives_exact_gradients_with_one_graph_for_every_block(pac
     x, timesteps, context = _inputs(dm, audio=False, dtype=torch.float64)
     den = denoiser_mod.ComfyLTXDenoiser(dm)
     den.set_gradient_checkpointing(True)
-    den.runner = block_compile.BlockRunner("compiled", backend="aot_eager")
+    den.runner = block_compile.BlockRunner(mode, backend="aot_eager")
     lora = lora_mod.LoraSet(lora_mod.select_targets(den.lora_targets(), ["video_attn"]), rank=2, alpha=2,
                             seed=3).double()
     gen = torch.Generator().manual_seed(4)
