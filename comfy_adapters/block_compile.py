@@ -8,7 +8,8 @@ block; shapes are fixed per bucket (``dynamic=False``), so each new bucket compi
 compiled kernels in its on-disk cache, so a later run with the same buckets starts much faster.
 
 Compiling needs CUDA, Triton and weights that stay where they are: ComfyUI's per-layer casting (streamed, fp8 or
-patched weights) runs Python that changes between calls, so those models train eagerly. Where compiling is not
+patched weights, and dynamic VRAM, which routes every layer through it) runs Python that changes between calls, so
+those models train eagerly. Where compiling is not
 possible or turned off (``LTX23_TRAINER_COMPILE=0``), the log says why and the eager block runs.
 """
 
@@ -61,7 +62,8 @@ class BlockRunner:
 
     ``mode``: ``"eager"``; ``"compiled"`` (the block compiled, checkpointed from outside, so the recompute in the
     backward runs the compiled forward again); ``"compiled-checkpoint"`` (checkpoint traced into the compiled
-    graph, which lets the compiler choose what to recompute)."""
+    graph, which lets the compiler choose what to recompute and makes one Python call per block instead of two;
+    checked on CPU, not yet timed on a GPU, so the node uses ``"compiled"``)."""
 
     MODES = ("eager", "compiled", "compiled-checkpoint")
 
@@ -77,11 +79,30 @@ class BlockRunner:
                           if mode == "compiled-checkpoint" else None)
 
     def __call__(self, block, vx, ax, kwargs, checkpointing: bool):
+        try:
+            return self._run(block, vx, ax, kwargs, checkpointing)
+        except Exception as exc:
+            if self.mode == "eager" or not _is_compiler_error(exc):
+                raise
+            # A broken compiler toolchain (no C compiler for Triton, say) must not end the run: the block is
+            # out of place, so running it again eagerly is the same computation.
+            cause = getattr(exc, "inner_exception", None) or exc.__cause__ or exc
+            log.warning("LTX-2.3 trainer: compiling the training block failed (%s: %s); it runs eagerly from now "
+                        "on.", type(cause).__name__, (str(cause).strip().splitlines() or [""])[0])
+            self.mode, self._plain, self._ckpt = "eager", run_block, checkpointed_block
+            return self._run(block, vx, ax, kwargs, checkpointing)
+
+    def _run(self, block, vx, ax, kwargs, checkpointing: bool):
         if checkpointing and self._ckpt is not None:
             return self._ckpt(block, vx, ax, kwargs)
         if checkpointing:
             return checkpoint(self._plain, block, vx, ax, kwargs, use_reentrant=False)
         return self._plain(block, vx, ax, kwargs)
+
+
+def _is_compiler_error(exc: BaseException) -> bool:
+    return type(exc).__module__.split(".")[:2] in (["torch", "_dynamo"], ["torch", "_inductor"]) \
+        or type(exc).__module__.startswith("triton")
 
 
 def choose_runner(diffusion_model, device: torch.device, mode: str = "compiled") -> BlockRunner:

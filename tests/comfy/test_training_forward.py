@@ -154,6 +154,29 @@ def test_compiled_block_gives_exact_gradients_with_one_graph_for_every_block(pac
     torch._dynamo.reset()
 
 
+def test_a_failing_compiler_falls_back_to_the_eager_block_and_says_so(pack_modules, caplog):
+    import torch._dynamo
+
+    block_compile = pack_modules("comfy_adapters.block_compile")
+    denoiser_mod = pack_modules("comfy_adapters.denoiser")
+    dm = _dit("2.3")
+    x, timesteps, context = _inputs(dm, audio=False)
+    den = denoiser_mod.ComfyLTXDenoiser(dm)
+
+    def broken_backend(graph, example_inputs):
+        raise RuntimeError("no C compiler")
+
+    torch._dynamo.reset()
+    den.runner = block_compile.BlockRunner("compiled", backend=broken_backend)
+    with torch.no_grad(), caplog.at_level("WARNING"):
+        ours = _forward(dm, x, timesteps, context, den._block)
+        stock = _forward(dm, x, timesteps, context)
+    torch._dynamo.reset()
+    assert den.runner.mode == "eager"
+    assert "compiling the training block failed" in caplog.text and "no C compiler" in caplog.text
+    assert ((ours[0] - stock[0]).norm() / stock[0].norm()).item() <= 1e-5
+
+
 def test_blocks_run_eagerly_where_compiling_cannot_pay_and_the_log_says_why(pack_modules, caplog):
     block_compile = pack_modules("comfy_adapters.block_compile")
     with caplog.at_level("INFO"):
