@@ -74,9 +74,8 @@ class BlockRunner:
         if mode == "eager":
             self._plain, self._ckpt = run_block, checkpointed_block
         else:
-            self._plain = torch.compile(run_block, dynamic=False, backend=backend)
-            self._ckpt = (torch.compile(checkpointed_block, dynamic=False, backend=backend)
-                          if mode == "compiled-checkpoint" else None)
+            self._plain = _compiled(run_block, backend)
+            self._ckpt = _compiled(checkpointed_block, backend) if mode == "compiled-checkpoint" else None
 
     def __call__(self, block, vx, ax, kwargs, checkpointing: bool):
         try:
@@ -98,6 +97,18 @@ class BlockRunner:
         if checkpointing:
             return checkpoint(self._plain, block, vx, ax, kwargs, use_reentrant=False)
         return self._plain(block, vx, ax, kwargs)
+
+
+_COMPILED: dict = {}
+
+
+def _compiled(fn, backend):
+    """One compiled wrapper per function and backend for the whole process, so a second training run (another
+    node execution) reuses the graphs of the first instead of stacking up recompiles."""
+    key = (fn, backend)
+    if key not in _COMPILED:
+        _COMPILED[key] = torch.compile(fn, dynamic=False, backend=backend)
+    return _COMPILED[key]
 
 
 def _is_compiler_error(exc: BaseException) -> bool:
