@@ -38,8 +38,9 @@ class CaptionDataset(io.ComfyNode):
                                 "for word, e.g. 'a woman with short brown hair'. One fixed phrase is what ties the "
                                 "LoRA to the subject; it is added to any caption that misses it. Empty: the "
                                 "encoder names the subject itself."),
-                io.String.Input("trigger_word", default="", tooltip="Written into each caption once, like the "
-                                "Dataset Loader does. Empty: use the Dataset Loader's trigger word."),
+                io.String.Input("trigger_word", default="", tooltip="Written into each new caption once, at the "
+                                "Dataset Loader's trigger position. Empty: none is written, and the Dataset Loader "
+                                "still adds its own trigger word when it reads the captions."),
                 io.Combo.Input("existing_captions", options=list(captioning.MODES), default=captioning.MODES[0],
                                tooltip="fill missing only: caption clips that have no caption (or an empty one) "
                                "and leave the rest. keep: caption every clip for the preview below but write "
@@ -69,7 +70,7 @@ class CaptionDataset(io.ComfyNode):
         handle = dataset
         config = handle.config
         settings = captioning.CaptionSettings(
-            subject=subject_phrase.strip(), trigger=trigger_word.strip() or config.trigger_word,
+            subject=subject_phrase.strip(), trigger=trigger_word.strip(),
             trigger_position=config.trigger_position, mode=existing_captions, max_tokens=max_length,
             frames_per_clip=frames_per_clip, seed=seed)
         captioner = ComfyCaptioner(clip)

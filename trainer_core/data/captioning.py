@@ -152,7 +152,7 @@ def clean_caption(raw: str, finished: bool, subject: str) -> tuple[str, list[str
     text = _LABEL.sub("", text).strip().strip('"').strip()
     if not finished:
         end = max(text.rfind(". "), text.rfind("! "), text.rfind("? "), text.rfind("."))
-        if end > len(text) // 2:
+        if end > 0:
             text = text[:end + 1]
         notes.append("cut at max length")
     subject = normalize_caption(subject)
