@@ -17,6 +17,7 @@ import torch
 
 from . import media
 from .caption_lint import estimate_tokens
+from .caption_prompt import PROMPT_VERSION, build_prompt
 from .caption_store import CaptionStore, text_hash
 from .captions import apply_trigger, normalize_caption
 from .dataset import DatasetHandle, DatasetItem
@@ -24,8 +25,6 @@ from .dataset import DatasetHandle, DatasetItem
 MODES = ("fill missing only", "keep", "replace")
 """fill missing only: caption clips without a caption. keep: caption every clip for the preview table and write
 nothing. replace: caption every clip, keeping each old caption in a backup."""
-PROMPT_VERSION = 1
-"""Bump when the instructions change, so a resumed run does not mix captions from two prompts."""
 FRAME_SIDE = 896
 """Gemma 3's vision tower reads 896x896; frames are decoded no larger than that."""
 
@@ -92,33 +91,6 @@ class CaptionReport:
             if row.detail:
                 lines.append(f"{'':<{id_width}}  {'':<12}  ({row.detail})")
         return "\n".join(lines)
-
-
-def build_prompt(item: DatasetItem, frames: int, subject: str, can_hear: bool) -> str:
-    """The instruction for one clip, in the order LTX-2.3 prompts read: subject, action, scene, camera, sound."""
-    info = item.info
-    still = info is None or info.kind == "image" or frames <= 1
-    lines = [
-        "Write the training caption for this " + ("image" if still else "video clip") + " for a text-to-video "
-        "model.",
-        "One paragraph of plain English in the present tense, no headings, lists or quotation marks around it.",
-        "In this order describe: the main subject; what the subject does" + ("" if still else ", in order") +
-        "; the setting and lighting; the camera (shot size, angle" + ("" if still else ", movement") + ")"
-        + ("" if still else "; the sound") + ".",
-    ]
-    if subject.strip():
-        lines.append(f'Call the main subject exactly "{subject.strip()}", word for word, and do not describe its '
-                     "fixed appearance in other words.")
-    if not still:
-        lines.append(f"The images are {frames} frames taken evenly from a {info.duration:.1f}-second clip, in order.")
-        if not info.has_audio:
-            lines.append("The clip is silent: say nothing about sound.")
-        elif not can_hear:
-            lines.append("The clip has sound you cannot hear: name only sounds whose source is plainly visible, "
-                         "in one short phrase.")
-        else:
-            lines.append("Describe the sound: speech with its exact words in quotes, music and ambient sounds.")
-    return "\n".join(lines)
 
 
 def frame_plan(info: media.MediaInfo | None, wanted: int) -> tuple[int, float | None]:
@@ -193,7 +165,9 @@ def _caption_one(item, settings, captioner, frames_loader, store, done, key, rep
                           "change the seed to caption it again")
     try:
         frames = frames_loader(item, settings.frames_per_clip)
-        prompt = build_prompt(item, frames.shape[0], settings.subject, captioner.can_hear)
+        info = item.info
+        prompt = build_prompt(still=frames.shape[0] == 1, frames=frames.shape[0], duration=info.duration,
+                              has_audio=info.has_audio, subject=settings.subject, can_hear=captioner.can_hear)
         raw, finished = captioner(prompt, frames, settings.max_tokens, settings.seed)
     except media.MediaError as exc:
         return CaptionRow(item.item_id, "failed", existing or "", f"{exc.problem}; fix: {exc.fix}")
