@@ -83,6 +83,10 @@ def test_captions_missing_clips_through_comfy_generate(run_node, tiny_gemma_clip
     assert captions["b.mp4"].startswith("sks ") and captions["b.mp4"][4:] == \
         (clips / "b.txt").read_text(encoding="utf-8").strip()
     assert "kept" in report and "new" in report and run.ui["text"]
+    # The encoder stays loaded after captioning, so Latent Precompute's text phase reuses it without a reload.
+    import comfy.model_management as mm
+
+    assert any(loaded.model is clip.patcher for loaded in mm.current_loaded_models)
 
     frames_seen.clear()
     dataset, _ = run_node(LOADER, folder="caption_clips", **LOADER_DEFAULTS)
