@@ -78,7 +78,8 @@ def build_state_dict(seed: int = 0) -> dict[str, torch.Tensor]:
         if tensor.ndim == 1 and "norm" in name:
             sd[name] = torch.ones_like(tensor) if name.endswith(".weight") else torch.zeros_like(tensor)
         else:
-            sd[name] = torch.randn(tensor.shape, generator=generator).mul_(0.5 if tensor.ndim < 2 else tensor.shape[-1] ** -0.5)
+            std = 0.5 if tensor.ndim < 2 else tensor.shape[-1] ** -0.5
+            sd[name] = torch.randn(tensor.shape, generator=generator).mul_(std)
     sd["spiece_model"] = torch.frombuffer(bytearray(train_tokenizer()), dtype=torch.uint8)
     return {k: v.contiguous() for k, v in sd.items()}
 

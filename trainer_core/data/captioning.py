@@ -1,8 +1,9 @@
 """Captioning a dataset with a vision-language text encoder: which clips, which frames, what to ask, what to keep.
 
 The encoder itself is a callable (``Captioner``) so this module stays free of ComfyUI; ``comfy_adapters.captioner``
-drives ComfyUI's Gemma. Each clip is isolated: a clip that fails is reported and the run goes on. Progress is
-journaled after every clip (``caption_store``), so a cancelled run resumes where it stopped.
+drives ComfyUI's Gemma. A clip whose caption or frames cannot be read is reported and the run goes on; encoder
+errors (out of memory, cancel) stop the run. Progress is journaled after every clip (``caption_store``), so a
+stopped run resumes where it stopped.
 """
 
 from __future__ import annotations
