@@ -22,7 +22,8 @@ END_OF_TURN = 106
 """Gemma's ``<end_of_turn>``: ``generate`` stops on it, so its presence means the caption was finished."""
 PAD = 0
 
-_TEMPLATE = "<start_of_turn>user\n{prompt}\n\n<image_soft_token>\n<end_of_turn>\n<start_of_turn>model\n"
+# Images first, then the instruction, as Gemma 3 is prompted (and as core's LTX2 image prompt does).
+_TEMPLATE = "<start_of_turn>user\n\n<image_soft_token>\n\n{prompt}<end_of_turn>\n<start_of_turn>model\n"
 
 
 def _inner_tokenizer(clip):
