@@ -12,6 +12,7 @@ import dataclasses
 import hashlib
 import json
 import re
+import textwrap
 from typing import Callable, Protocol
 
 import torch
@@ -80,17 +81,19 @@ class CaptionReport:
     def written(self) -> int:
         return self.count("new") + self.count("replaced")
 
-    def text(self, width: int = 110) -> str:
+    def text(self, width: int = 100) -> str:
         counts = ", ".join(f"{self.count(s)} {s}" for s in ("new", "replaced", "kept", "preview", "done earlier",
                                                             "failed") if self.count(s))
         lines = [f"Caption Dataset: {len(self.rows)} items ({counts}); captions in {self.where}.", ""]
         id_width = min(40, max([len(r.item_id) for r in self.rows] + [4]))
         lines.append(f"{'item':<{id_width}}  {'status':<12}  caption")
+        indent = " " * (id_width + 16)
         for row in self.rows:
-            text = row.caption if len(row.caption) <= width else row.caption[:width - 3] + "..."
-            lines.append(f"{row.item_id[:id_width]:<{id_width}}  {row.status:<12}  {text}")
+            wrapped = textwrap.wrap(row.caption, width) or [""]
+            lines.append(f"{row.item_id[:id_width]:<{id_width}}  {row.status:<12}  {wrapped[0]}")
+            lines += [indent + part for part in wrapped[1:]]
             if row.detail:
-                lines.append(f"{'':<{id_width}}  {'':<12}  ({row.detail})")
+                lines += [indent + part for part in textwrap.wrap(f"({row.detail})", width)]
         return "\n".join(lines)
 
 
