@@ -281,7 +281,9 @@ def load_dataset(config: DatasetConfig, count_tokens: Callable[[str], int] | Non
 
 
 def _content_fingerprint(handle: DatasetHandle) -> str:
-    blob = json.dumps({"config": dataclasses.asdict(handle.config), "items": [
+    # The subject phrase only steers the caption lint; the data a run trains on does not depend on it.
+    config = {k: v for k, v in dataclasses.asdict(handle.config).items() if k != "subject_phrase"}
+    blob = json.dumps({"config": config, "items": [
         [i.item_id, i.media_identity, i.caption, i.reference_identity, i.usable] for i in handle.items]},
         sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
