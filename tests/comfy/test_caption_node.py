@@ -138,3 +138,12 @@ def test_loader_counts_caption_tokens_with_the_connected_clip(run_node, tiny_gem
     assert problems["b.mp4"]["caption_too_long"].startswith(f"the caption is {tokens} tokens, over")
     assert problems["a.mp4"] == {"caption_no_subject": problems["a.mp4"]["caption_no_subject"]}
     assert "caption_too_long" not in problems["c.png"] and "subject: 'a grey square'" in report
+
+
+def test_a_clip_that_cannot_see_is_refused_with_the_fix(run_node, comfy_pack, clips):
+    from comfy_harness import FakeClip
+
+    dataset, _ = run_node(LOADER, folder="caption_clips", **LOADER_DEFAULTS)
+    with pytest.raises(ValueError, match="Connect the LTX-2.3 text encoder"):
+        _caption(run_node, dataset, FakeClip(8))
+    assert not (clips / "b.txt").exists()
