@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from ..trainer_core.training.denoiser import DenoiserInput, DenoiserOutput
-from .block_compile import BlockRunner, choose_runner
+from .block_compile import BlockRunner, checkpointed_block, choose_runner, run_block
 from .training_block import training_block_forward
 
 
@@ -37,11 +37,12 @@ class ComfyLTXDenoiser:
         self.checkpointing = True
         self.dtype = compute_dtype or next(diffusion_model.parameters()).dtype
         self.runner = BlockRunner("eager")
+        self._sharded: list[nn.Module] = []
 
     def compile_blocks(self, device: torch.device, mode: str = "compiled") -> str:
         """Compile the training block where this model and device allow it (see ``block_compile``); returns the
-        mode in effect."""
-        self.runner = choose_runner(self.dm, device, mode)
+        mode in effect. Sharded (FSDP) runs keep the eager block."""
+        self.runner = BlockRunner("eager") if self._sharded else choose_runner(self.dm, device, mode)
         return self.runner.mode
 
     def context_widths(self) -> tuple[int, int]:
@@ -59,6 +60,12 @@ class ComfyLTXDenoiser:
 
     def set_gradient_checkpointing(self, enabled: bool) -> None:
         self.checkpointing = enabled
+
+    def shard_blocks(self, shard) -> None:
+        """FSDP2 for multi-GPU runs: each block runs inside a small module that ``shard`` (``fully_shard``) wraps,
+        so FSDP's hooks gather the block's weights for its forward, its checkpoint recompute and its backward. The
+        checkpoint sits inside the wrapper, the order FSDP2 composes with activation checkpointing."""
+        self._sharded = [shard(_ShardedBlock(block, self)) for block in self.dm.transformer_blocks]
 
     def __call__(self, inputs: DenoiserInput) -> DenoiserOutput:
         x = [inputs.video.to(self.dtype)]
@@ -85,6 +92,8 @@ class ComfyLTXDenoiser:
             # block would otherwise have to guard on.
             opts = kwargs.get("transformer_options") or {}
             kwargs["transformer_options"] = {k: opts[k] for k in _BLOCK_SWITCHES if k in opts}
+            if self._sharded:
+                return {"img": self._sharded[index](vx, ax, kwargs)}
             checkpointing = self.checkpointing and torch.is_grad_enabled()
             return {"img": self.runner(block, vx, ax, kwargs, checkpointing)}
 
@@ -92,6 +101,18 @@ class ComfyLTXDenoiser:
 
 
 _BLOCK_SWITCHES = ("run_vx", "run_ax", "a2v_cross_attn", "v2a_cross_attn")
+
+
+class _ShardedBlock(nn.Module):
+    def __init__(self, block: nn.Module, denoiser: ComfyLTXDenoiser):
+        super().__init__()
+        self.block = block
+        self._denoiser = [denoiser]  # not a submodule: only the block's weights are sharded
+
+    def forward(self, vx, ax, kwargs):
+        if self._denoiser[0].checkpointing and torch.is_grad_enabled():
+            return checkpointed_block(self.block, vx, ax, kwargs)
+        return run_block(self.block, vx, ax, kwargs)
 
 
 @contextlib.contextmanager
