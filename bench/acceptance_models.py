@@ -25,8 +25,8 @@ sys.path.insert(0, str(BENCH.parent / "tests" / "comfy"))
 CHECKPOINT = "ltx-2.3-22b-dev.safetensors"
 TEXT_ENCODER = "gemma_3_12B_it_fp4_mixed.safetensors"
 GEMMA_LAYERS = 48
-TINY_GEMMA = {"vocab_size": 512, "hidden_size": 16, "intermediate_size": 32, "num_attention_heads": 2,
-              "num_key_value_heads": 1, "head_dim": 8}
+TOKENIZER_VOCAB = 512
+"""Pieces of the locally trained tokenizer (ids beyond it exist in the embedding, unused)."""
 
 _CORPUS = [
     "sks walks through a sunlit park, medium shot", "sks talks to the camera in a dim kitchen, close-up",
@@ -88,7 +88,9 @@ def write_checkpoint(path: Path, tiny: bool, device: torch.device) -> None:
     if tiny:
         sd, metadata = tiny_checkpoint.build_state_dict("2.3")
         cfg = tiny_checkpoint.TRANSFORMER_CONFIGS["2.3"]
-        gemma_width = TINY_GEMMA["hidden_size"]
+        from acceptance_tiny import WIDTHS
+
+        gemma_width = WIDTHS["hidden_size"]
     else:
         import train_step
 
@@ -122,17 +124,17 @@ def write_checkpoint(path: Path, tiny: bool, device: torch.device) -> None:
 
 
 def write_text_encoder(path: Path, tiny: bool, device: torch.device) -> None:
-    """Gemma 3 12B (ComfyUI's own module layout) with random weights and a locally trained tokenizer."""
+    """Gemma 3 12B (ComfyUI's own module layout) with random fp8 e4m3fn matrices (norms and other vectors in fp32)
+    and a locally trained tokenizer."""
     import comfy.ops
     from comfy.text_encoders import llama
     from safetensors.torch import save_file
 
     with torch.device("meta"):
         model = llama.Gemma3_12B({}, torch.bfloat16, "meta", comfy.ops.disable_weight_init)
-    dtype = torch.bfloat16 if tiny else torch.float8_e4m3fn
     gen = torch.Generator(device=device).manual_seed(2)
-    sd = _random_state(model.state_dict(), dtype, gen, device)
-    sd["spiece_model"] = torch.frombuffer(bytearray(train_tokenizer(TINY_GEMMA["vocab_size"])), dtype=torch.uint8)
+    sd = _random_state(model.state_dict(), torch.float8_e4m3fn, gen, device)
+    sd["spiece_model"] = torch.frombuffer(bytearray(train_tokenizer(TOKENIZER_VOCAB)), dtype=torch.uint8)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in sd.items()}, str(path))
 

@@ -35,6 +35,7 @@ def narrow_gemma() -> None:
 
     class NarrowProjection(wide):
         def __init__(self, in_dim, out_dim_video, out_dim_audio, **kwargs):
+            # 16 and 8: the tiny checkpoint's video and audio cross-attention widths (tests/comfy/tiny_checkpoint).
             super().__init__(WIDTHS["hidden_size"] * (in_dim // 3840), 16, 8, **kwargs)
 
     lt.DualLinearProjection = NarrowProjection
