@@ -68,8 +68,9 @@ def _random_state(module_shapes: dict, dtype, gen, device, keep: dict | None = N
     """Random values for every entry of a state dict of shapes; ``keep`` holds real buffers (filters, mel bases)."""
     out = {}
     for name, ref in module_shapes.items():
-        if keep is not None and name in keep:
-            out[name] = keep[name]
+        kept = (keep or {}).get(name)
+        if kept is not None and not name.endswith("-of-means") and bool(torch.isfinite(kept).all()):
+            out[name] = kept
             continue
         is_float = ref.dtype.is_floating_point
         out[name] = _fill(name, tuple(ref.shape), dtype if is_float and ref.ndim >= 2 else torch.float32, gen,
