@@ -63,6 +63,7 @@ def enable_dynamic_vram() -> None:
 
     if not comfy_aimdo.control.init_device(comfy.model_management.get_torch_device().index):
         raise SystemExit("comfy-aimdo found no working device: dynamic VRAM would be off in ComfyUI too")
+    comfy_aimdo.control.set_log_info()  # main.py's default; aimdo otherwise logs every page fault
     comfy.model_patcher.CoreModelPatcher = comfy.model_patcher.ModelPatcherDynamic
     comfy.memory_management.aimdo_enabled = True
 
@@ -80,6 +81,9 @@ def memory_probe(probe_cls, device: torch.device, rows: list[dict], blocker_byte
         def __init__(self, preflight, progress, dev):
             super().__init__(preflight, progress, dev)
             rows.append({"preflight_peak": preflight.vram.peak})
+            if log:
+                with open(log, "a") as f:
+                    f.write(json.dumps(rows[-1]) + "\n")
 
         def __call__(self, event) -> None:
             if event.kind == "step":
@@ -189,7 +193,7 @@ def main() -> None:
     print("losses[:12]=" + ",".join(f"{r['loss']:.5f}" for r in steps[:12]), flush=True)
     print(f"gpu={torch.cuda.get_device_name()} torch={torch.__version__} weights={'fp8' if args.fp8 else 'bf16'} "
           f"budget={args.budget_gib:g}GiB "
-          f"(comfy reserve_vram={comfy_args.reserve_vram:.1f}GiB) load={load_s:.0f}s bucket={args.bucket} "
+          f"({'held blocker' if args.occupy else f'comfy reserve_vram={comfy_args.reserve_vram:.1f}GiB'}) load={load_s:.0f}s bucket={args.bucket} "
           f"rank={args.rank} streamed={run.streamed_fraction:.0%} of {patcher.model_size() / 2**30:.1f}GiB "
           f"probe s/step={run.preflight.sec_per_step:.2f} (measured={run.preflight.measured}) "
           f"run={wall:.0f}s for {total_steps} steps peak={peak / 2**30:.1f}GiB "
