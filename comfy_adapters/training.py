@@ -4,7 +4,8 @@ data are ready" and "the run ended", kept apart from the node's schema so benchm
 Order matters: the estimate comes before any weight moves; ComfyUI then loads only as many weights as leave room
 for training (the rest is streamed from system RAM per layer, which per-block checkpointing makes affordable); a
 run that still cannot fit stops with fixes; the training forward is checked against ComfyUI's own block; and the
-weights ComfyUI loaded under inference mode are used through zero-copy aliases for the run only.
+weights ComfyUI loaded under inference mode are used through zero-copy aliases for the run only (under dynamic VRAM,
+where weights are materialised per use, through a weight wrapper on the training clone: ``dynamic_vram``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from ..trainer_core.training.estimate_model import largest_workload
 from ..trainer_core.training.parallel import Parallel
 from ..trainer_core.training.trainer import LoraTrainer, NonFiniteLoss, TrainResult
 from ..trainer_core.cache.training_data import TrainingData
+from .dynamic_vram import wrap_cast_weights
 from .denoiser import ComfyLTXDenoiser, ParityReport, ensure_training_forward_matches, trainable_view
 from .progress import TrainingProgress, preflight_fields
 
@@ -71,6 +73,7 @@ def train_on_loaded_model(model, data: TrainingData, config: TrainConfig, out_di
 
     device = mm.get_torch_device()
     patcher = model.clone()
+    wrap_cast_weights(patcher)
     dm = patcher.model.diffusion_model
     denoiser = ComfyLTXDenoiser(dm, patcher.model.get_dtype_inference())
     workload = largest_workload(data, config.batch_size, config.train_audio)
