@@ -36,6 +36,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="outputs/demo", help="folder for the dataset, cache, run and LoRA")
     ap.add_argument("--steps", type=int, default=100)
+    ap.add_argument("--pretrain-steps", type=int, default=PRETRAIN_STEPS, help="pre-training steps of the tiny base")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     out = Path(args.out).resolve()
@@ -44,10 +45,11 @@ def main(argv=None) -> int:
     say = _Stage()
 
     say("clips, dataset loader, frame trimmer, latent precompute; pre-training the tiny base")
-    bed = build_bed(out, pretrain_steps=PRETRAIN_STEPS, seed=args.seed)
+    bed = build_bed(out, pretrain_steps=args.pretrain_steps, seed=args.seed)
     for role, cache in bed.caches.items():
         print(f"  {role:>9}: {len(cache)} clips at {BUCKET}, e.g. \"{cache.caption(0)}\"")
-    print(f"  base: {PRETRAIN_STEPS} steps of pre-training on the '{'base'}' clips (reused on a re-run)")
+    print(f"  base: {args.pretrain_steps} steps of pre-training on the 'base' clips"
+          + (" (reused from the last run)" if bed.base_reused else ""))
 
     say("LoRA trainer")
     data = bed.caches["train"]

@@ -44,6 +44,8 @@ class Bed:
     trigger: str
     encoder: DiffusersVideoEncoder
     text: StandInTextConditioner
+    base_reused: bool = False
+    """The pre-trained base was loaded from an earlier run in the same folder."""
 
     def cases(self, role: str, strip: bool = False) -> list[Case]:
         cache = self.caches[role]
@@ -154,14 +156,14 @@ def build_bed(folder: str | Path, *, trigger: str = TRIGGER, pretrain_steps: int
     if "train" in roles:
         caches.update(cache_roles(folder / ("train" if trigger else "train_no_trigger"), ["train"], encoder, text,
                                   trigger))
-    _pretrained(denoiser, caches["base"], folder / f"base_model_s{seed}_{pretrain_steps}.safetensors",
-                pretrain_steps, seed)
-    return Bed(denoiser, caches, trigger, encoder, text)
+    reused = _pretrained(denoiser, caches["base"], folder / f"base_model_s{seed}_{pretrain_steps}.safetensors",
+                         pretrain_steps, seed)
+    return Bed(denoiser, caches, trigger, encoder, text, reused)
 
 
-def _pretrained(denoiser: DiffusersLTX2Denoiser, data: LatentCache, path: Path, steps: int, seed: int) -> None:
+def _pretrained(denoiser: DiffusersLTX2Denoiser, data: LatentCache, path: Path, steps: int, seed: int) -> bool:
     """Pre-trains once per folder, cache and settings; later runs load the weights (as the demo reuses its
-    latent cache)."""
+    latent cache). True when loaded."""
     from safetensors import safe_open
     from safetensors.torch import load_file, save_file
 
@@ -173,8 +175,9 @@ def _pretrained(denoiser: DiffusersLTX2Denoiser, data: LatentCache, path: Path, 
             same_data = (fh.metadata() or {}).get("data") == data.fingerprint()
         if same_data:
             model.load_state_dict(load_file(str(path)))
-            return
+            return True
     pretrain(denoiser, data, steps, seed=seed)
     with atomic_path(path) as tmp:
         save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp),
                   metadata={"data": data.fingerprint()})
+    return False
