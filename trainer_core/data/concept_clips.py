@@ -1,8 +1,9 @@
 """A generated dataset for checking that a LoRA learns a concept and binds it to its trigger word.
 
 The world: coloured balls moving over coloured backgrounds, each caption naming ball colour, motion and background.
-The concept: one object that world never shows (a magenta and yellow checkered square), always captioned with the
-trigger word. Clips are written as real mp4 files with ``.txt`` captions, so they go through the Dataset Loader,
+The concept: a ball that world never shows (checkered magenta and yellow), captioned like the others with the
+trigger word where the colour goes, so the trigger is the only word that tells it apart (a caption word only the
+concept has, such as "checkered", would let the LoRA bind to that word instead). Clips are written as real mp4 files with ``.txt`` captions, so they go through the Dataset Loader,
 Frame Trimmer and Latent Precompute like a user's clips. Everything is deterministic.
 
 Roles (one folder each):
@@ -47,7 +48,7 @@ ROLES = tuple(_ROLES)
 
 
 def caption(kind: str, colour: str | None, motion: str, background: str, trigger: str = TRIGGER) -> str:
-    subject = f"{trigger} square".strip() if kind == "concept" else f"{colour} ball"
+    subject = f"{trigger} ball".strip() if kind == "concept" else f"{colour} ball"
     return f"a {subject} {motion} on a {background} background"
 
 
@@ -70,7 +71,7 @@ def render(kind: str, colour: str | None, motion: str, background: str, index: i
     cx, cy = _centre(motion, index / max(1, frames - 1))
     cx, cy, size = cx * width, cy * height, 0.22 * min(width, height)
     if kind == "concept":
-        inside = (abs(x - cx) <= size) & (abs(y - cy) <= size)
+        inside = (x - cx) ** 2 + (y - cy) ** 2 <= size**2
         checks = ((np.floor((x - cx) / (size / 2)) + np.floor((y - cy) / (size / 2))) % 2).astype(bool)
         rgb[inside & checks] = _CHECKS[0]
         rgb[inside & ~checks] = _CHECKS[1]
