@@ -45,7 +45,7 @@ def bed_failures(check: learning_check.LearningCheck) -> list[str]:
 
 
 def train(bed, data, out) -> LoraTrainer:
-    cfg = recipe_config("character", steps=LORA_STEPS, rank=8, alpha=8, learning_rate=3e-3, trigger=TRIGGER, seed=0,
+    cfg = recipe_config("character", steps=LORA_STEPS, rank=8, alpha=16, learning_rate=1e-2, trigger=TRIGGER, seed=0,
                         checkpoint_every=LORA_STEPS, gradient_checkpointing=False, mixed_precision="no")
     trainer = LoraTrainer(bed.denoiser, data, cfg, out)
     trainer.run()

@@ -53,7 +53,7 @@ def main(argv=None) -> int:
 
     say("LoRA trainer")
     data = bed.caches["train"]
-    cfg = recipe_config("character", steps=args.steps, rank=8, alpha=8, learning_rate=3e-3, trigger=TRIGGER,
+    cfg = recipe_config("character", steps=args.steps, rank=8, alpha=16, learning_rate=1e-2, trigger=TRIGGER,
                         seed=args.seed, checkpoint_every=max(1, args.steps // 2), gradient_checkpointing=False,
                         mixed_precision="no")
     trainer = LoraTrainer(bed.denoiser, data, cfg, out / "run", on_event=_print_progress, buckets=[BUCKET])
