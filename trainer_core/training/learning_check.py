@@ -29,8 +29,9 @@ SIGMAS = (0.3, 0.5, 0.7, 0.9)
 """Noise levels of the check: where the prediction depends on content (near 0 the input gives it away)."""
 SEEDS = (1009, 2003, 3001)
 """Fixed noise seeds, apart from any seed a run draws from."""
-LEARNED_DROP = 0.05
-"""The concept loss must fall by at least this fraction for the LoRA to count as having learned."""
+LEARNED_DROP = 0.03
+"""The concept loss must fall by at least this fraction for the LoRA to count as having learned (the loss is
+mostly irreducible noise: a learned concept moves it by a few percent, a noise LoRA raises it)."""
 BOUND_RATIO = 0.5
 """Bound: the loss without the trigger falls by at most this fraction of the fall with it."""
 MAX_CASES = 4
