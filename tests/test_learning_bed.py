@@ -3,20 +3,17 @@ Trimmer -> Latent Precompute -> LoRA Trainer) on a tiny pre-trained LTX-2.3-shap
 bind it to the trigger and barely bleed; a noise LoRA of the same size must fail the same checks; the sweep's
 efficacy must score the trained LoRA high, a zero LoRA 0 and the noise LoRA near 0.
 
-The control that trains a second LoRA on the same clips with the trigger left out of the captions (the bed's
-binding assertion must then fail) doubles the cost, so it runs only with ``LTX23_LEARNING_CONTROLS=1``.
 """
 
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 import torch
 
 from trainer_core.data.concept_clips import TRIGGER
-from trainer_core.learning_bed import build_bed, cache_roles
+from trainer_core.learning_bed import build_bed
 from trainer_core.output import sweep_scores
 from trainer_core.training import learning_check
 from trainer_core.training.config import recipe_config
@@ -138,11 +135,3 @@ def test_sweep_efficacy_tells_a_trained_lora_from_zero_and_noise(bed, trained):
     assert abs(noise.strengths[-1].efficacy) < 0.3 * full.efficacy, noise.report()
     assert noise.recommended is None
 
-
-@pytest.mark.skipif(not os.environ.get("LTX23_LEARNING_CONTROLS"), reason="set LTX23_LEARNING_CONTROLS=1 to run the "
-                    "trigger-removed control (trains a second LoRA)")
-def test_control_without_the_trigger_in_the_captions_fails_the_binding_check(bed, tmp_path):
-    untriggered = cache_roles(tmp_path, ["train"], bed.encoder, bed.text, trigger="")["train"]
-    assert not any(TRIGGER in untriggered.caption(i) for i in range(len(untriggered)))
-    check = held_out(bed, train(bed, untriggered, tmp_path / "run").lora)
-    assert any("not bound" in f for f in bed_failures(check)), check.line()
