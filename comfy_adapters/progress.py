@@ -4,7 +4,7 @@ route so a reloaded page can pick a running (or finished) training back up.
 Event ``ltx23_trainer.progress`` (and ``GET /ltx23_trainer/status`` -> ``{node_id: last event}``) carries:
 ``node, state ("estimate"|"running"|"checkpoint"|"stopped"|"done"|"error"), step, total, loss, loss_ema, lr,
 sec_per_step, eta_sec, losses (the whole history on state changes, the new point otherwise), estimate, message,
-checkpoint``, and once ``begin`` ran: ``run_name`` (the folder under output/ltx23_trainer/runs, which is what
+checkpoint, learning`` (on "done": the "did it learn?" check's fields, its plain-words line in ``message``), and once ``begin`` ran: ``run_name`` (the folder under output/ltx23_trainer/runs, which is what
 "resume" needs), ``ema_beta`` (so a client can redraw the loss EMA from ``losses``).
 
 The status route keeps the whole history, so the panel in ``web/`` redraws a run after a page reload.
@@ -115,7 +115,7 @@ class TrainingProgress:
                          eta_sec=event.eta_sec, losses=[event.loss])
         elif event.kind in ("checkpoint", "stopped", "done", "error"):
             self.publish(event.kind, step=event.step, total=event.total_steps, loss_ema=event.loss_ema,
-                         checkpoint=event.path, message=event.message)
+                         checkpoint=event.path, message=event.message, learning=event.learning)
 
 
 def append_event(path: str, payload: dict) -> None:

@@ -190,7 +190,7 @@ class LoraTrainerNode(io.ComfyNode):
                   f"modules) on {len(data)} samples; final loss EMA {trainer.loss_ema or float('nan'):.4f}\n"
                   f"LoRA: {final}\ncheckpoints: {os.path.join(out_dir, 'checkpoints')}\n"
                   f"training forward matches ComfyUI {parity.comfyui_version} (max rel. diff "
-                  f"{parity.max_rel_error:.1e})")
+                  f"{parity.max_rel_error:.1e})" + (f"\n{result.learning.line()}" if result.learning else ""))
         return io.NodeOutput(lora, model_out, {"loss": list(result.losses)}, report)
 
     @classmethod

@@ -99,8 +99,10 @@ class ValidationSweep(io.ComfyNode):
                                tooltip="Or any LoRA file in the loras folder (this pack's, ltx-trainer's, kohya)."),
                 io.Clip.Input("clip", optional=True, tooltip="The LTX-2.3 text encoder, to encode the prompts."),
                 LATENT_CACHE.Input("cache", optional=True,
-                                   tooltip="Or the latent cache, whose validation prompts are already encoded (no "
-                                           "text encoder needed). Every sweep prompt must be among them."),
+                                   tooltip="The latent cache the LoRA was trained on: its training clips are what "
+                                           "the efficacy scores measure movement toward. Also, without a CLIP, its "
+                                           "validation prompts are the conditioning (every sweep prompt must be "
+                                           "among them)."),
                 io.String.Input("trigger", default="", tooltip="The trigger word the LoRA was trained with."),
                 io.String.Input("trigger_prompts", default=DEFAULT_TRIGGER_PROMPTS, multiline=True,
                                 tooltip="One prompt per line that should show what the LoRA learned; the trigger is "
@@ -190,7 +192,9 @@ class ValidationSweep(io.ComfyNode):
                                                  latent, disable_pbar=True, seed=row.seed)
                 latents[(i, strength)] = out.float().cpu()
                 pbar.update(1)
-        scores = sweep_scores.score_sweep(plan, latents)
+        # The cache's training clips are what "toward the concept" means; without it only the change is scored.
+        reference = sweep_scores.concept_reference(cache.open(), plan.trigger) if cache is not None else None
+        scores = sweep_scores.score_sweep(plan, latents, reference)
 
         # Decoding after all sampling keeps the VAE and the DiT from taking turns in VRAM.
         folder, subfolder, stem = _save_dir(filename_prefix)

@@ -79,6 +79,12 @@ def test_reads_back_our_file_and_ltx_trainer_and_kohya_files(trained, tmp_path):
     save_file(peft, str(tmp_path / "lora_weights_step_00250.safetensors"))
     theirs = read_lora(tmp_path / "lora_weights_step_00250.safetensors")
     assert theirs.source_format == "peft" and set(theirs.weights) == set(expected)
+    # No alpha: ComfyUI applies scale 1.0, so the read-back delta is B @ A itself (to bf16 precision), the delta
+    # this run trained; an alpha/rank scale slipped in would make it 1/rank or rank times off.
+    for n, (A, B) in expected.items():
+        delta = theirs.weights[n][1].float() @ theirs.weights[n][0].float()
+        torch.testing.assert_close(delta, B @ A, rtol=0.02, atol=0.02 * (B @ A).abs().max().item())
+        assert theirs.weights[n][0].shape == A.shape and theirs.weights[n][1].shape == B.shape
 
     # kohya: flattened names, down/up, alpha != rank.
     kohya = {}

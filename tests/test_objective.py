@@ -11,16 +11,23 @@ from trainer_core.training.objective import SigmaSampler
 PROBS = torch.tensor([0.10, 0.25, 0.50, 0.75, 0.90], dtype=torch.float64)
 
 
-def _formula_quantiles(num_tokens: int, uniform_prob: float = 0.1) -> torch.Tensor:
-    """Quantiles of the sampler's distribution computed from its definition, without random numbers: the
-    logit-normal branch through the normal quantile function on a fine grid, mixed with the uniform branch."""
-    s = SigmaSampler(uniform_prob=uniform_prob)
-    grid = (torch.arange(2_000_000, dtype=torch.float64) + 0.5) / 2_000_000
-    t = s.transform(torch.special.ndtri(grid), num_tokens).double()
-    xs = torch.linspace(0, 1, 20001, dtype=torch.float64)
-    cdf_shifted = torch.searchsorted(t.sort().values, xs, right=True).double() / t.numel()
-    cdf_uniform = ((xs - s.eps) / (1 - s.eps)).clamp(0, 1)
-    cdf = (1 - uniform_prob) * cdf_shifted + uniform_prob * cdf_uniform
+def _formula_quantiles(num_tokens: int, uniform_prob: float = 0.1, eps: float = 1e-3) -> torch.Tensor:
+    """Quantiles of ltx-trainer's sampler written out from the reference notes' formula (§3.2), without the pack's
+    code or random numbers. With z ~ N(mu, 1), s = sigmoid(z), t = (s - lo) / (hi - lo), F(y) = P(t <= y) =
+    Phi(logit(lo + y (hi - lo)) - mu). Reflecting t < eps to 2 eps - t gives P(t' <= x) = F(x) - F(2 eps - x)
+    for eps <= x < 1 (and 1 at x = 1, the clamp); a uniform_prob share is U(eps, 1)."""
+    mu = 0.95 + (2.05 - 0.95) * (num_tokens - 1024) / (4096 - 1024)
+    z_lo, z_hi = torch.special.ndtri(torch.tensor([0.005, 0.999], dtype=torch.float64)).tolist()
+    lo, hi = 1 / (1 + math.exp(-(mu + z_lo))), 1 / (1 + math.exp(-(mu + z_hi)))
+
+    def F(y):
+        s = (lo + y * (hi - lo)).clamp(1e-300, 1 - 1e-16)
+        return torch.where(lo + y * (hi - lo) <= 0, torch.zeros_like(y), torch.special.ndtr(torch.log(s / (1 - s)) - mu))
+
+    xs = torch.linspace(eps, 1, 200_001, dtype=torch.float64)
+    shifted = (F(xs) - F(2 * eps - xs)).clamp(0, 1)
+    shifted[-1] = 1.0
+    cdf = (1 - uniform_prob) * shifted + uniform_prob * (xs - eps) / (1 - eps)
     return xs[torch.searchsorted(cdf, PROBS)]
 
 

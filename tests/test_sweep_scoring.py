@@ -169,3 +169,66 @@ def test_write_mp4_round_trips(tmp_path):
     assert len(decoded) == 9
     assert decoded[0][:, :16].mean() > 230 and decoded[0][:, 24:47].mean() < 25
     assert not list(tmp_path.glob(".*")), "no temp file left behind"
+
+
+def _toward_concept(plan, amount, seed=3):
+    """Latents that move each row ``amount(row, s)`` of the way from its strength-0 latent to a concept clip; the
+    reference is that clip's statistics."""
+    gen = torch.Generator().manual_seed(seed)
+    concept = torch.randn(LATENT, generator=gen) * 0.5 + 1.0
+    reference = sweep_scores.ConceptReference(sweep_scores.latent_features(concept), 1, "1 test clip")
+    base = {i: torch.randn(LATENT, generator=gen) for i in range(len(plan.rows))}
+    latents = {(i, s): base[i] + amount(row, s) * (concept - base[i])
+               for i, row in enumerate(plan.rows) for s in plan.strengths}
+    return latents, reference
+
+
+def test_efficacy_is_movement_toward_the_training_data_and_limits_bleed():
+    plan = _plan(strengths=(0, 0.5, 1.0))
+    amounts = {"trigger": 1.0, "no_trigger": 0.2, "off_topic": 0.1}
+    latents, reference = _toward_concept(plan, lambda row, s: s * amounts[row.group])
+    scores = sweep_scores.score_sweep(plan, latents, reference)
+    full = scores.strengths[-1]
+    assert full.efficacy == pytest.approx(1.0, abs=1e-9), "reached the training statistics"
+    assert 0.3 < scores.strengths[0].efficacy < 0.7
+    assert 0 < full.efficacy_no_trigger < 0.4 and 0 < full.bleed_toward_concept < 0.2
+    assert scores.recommended == 1.0 and scores.reference == "1 test clip" and "Efficacy:" in scores.report()
+
+    # Off-topic prompts pulled half the way at full strength: over the bleed limit, so 0.5 is recommended.
+    off = {0.0: 0.0, 0.5: 0.05, 1.0: 0.5}
+    bleeding, _ = _toward_concept(plan, lambda row, s: s if row.group == "trigger" else off[s])
+    assert sweep_scores.score_sweep(plan, bleeding, reference).recommended == 0.5
+
+
+def test_efficacy_of_zero_and_noise_loras_is_about_zero():
+    plan = _plan(strengths=(0, 1.0))
+    latents, reference = _toward_concept(plan, lambda row, s: 0.0)
+    zero = sweep_scores.score_sweep(plan, latents, reference)
+    assert zero.strengths[0].efficacy == 0 and zero.recommended is None
+    assert "DOES NOT MOVE" in zero.warnings[0] and "changes nothing" in zero.warnings[0]
+
+    gen = torch.Generator().manual_seed(11)
+    noisy = {k: v + (0.5 * torch.randn(LATENT, generator=gen) if k[1] else 0) for k, v in latents.items()}
+    noise = sweep_scores.score_sweep(plan, noisy, reference)
+    assert noise.strengths[0].trigger_effect > 0.2, "the noise moves the outputs a lot"
+    assert abs(noise.strengths[0].efficacy) < 0.1 and noise.recommended is None
+    assert "not toward its training data" in noise.warnings[0]
+
+
+def test_concept_reference_uses_the_trigger_clips_of_the_cache():
+    class Data:
+        captions = ["sks a cat", "a dog", "a SKS cat"]
+
+        def __len__(self):
+            return 3
+
+        def caption(self, i):
+            return self.captions[i]
+
+        def item(self, i):
+            return type("Item", (), {"video_latents": torch.full((128, 1, 2, 2), float(i))})()
+
+    ref = sweep_scores.concept_reference(Data(), "sks")
+    assert ref.clips == 2 and "trigger 'sks'" in ref.source
+    assert ref.features[:128].tolist() == [1.0] * 128 and ref.features[128:].abs().max() == 0
+    assert sweep_scores.concept_reference(Data(), "xyz").clips == 3

@@ -1,11 +1,14 @@
-"""The main job on the embedded default, headless: the pack's whole pipeline end to end on CPU in about a minute.
+"""The main job on the embedded default, headless: the pack's whole pipeline end to end on CPU, and the proof that
+the LoRA learned its concept rather than just lowering a loss.
 
-    python -m trainer_core.demo [--out outputs/demo] [--steps 150]
+    python -m trainer_core.demo [--out outputs/demo] [--steps 100]
 
-Generates sample clips with captions, loads and lints them (trigger word inserted), trims them to valid LTX
-buckets, precomputes latents and text conditioning into the on-disk cache (a tiny random-weight LTX-2 VAE and a
-stand-in text encoder, since no weights can be downloaded), trains a LoRA on a tiny random-weight LTX-2.3-shaped
-DiT with the real objective and loop, and writes a LoRA file in ComfyUI's format. Re-running reuses the cache.
+Generates clips with captions (a small world of coloured balls, and a checkered "sks square" it has never seen),
+loads and trims them, precomputes latents and text conditioning into the on-disk cache (a tiny random-weight LTX-2
+VAE and a stand-in text encoder, since no weights can be downloaded), pre-trains a tiny LTX-2.3-shaped DiT on the
+world so it is a base worth adapting, trains a LoRA on the concept with the real objective and loop, checks on
+held-out clips whether it learned and bound the concept to the trigger, runs the strength sweep and writes a LoRA
+file in ComfyUI's format. Re-running reuses the cache and the pre-trained base.
 """
 
 from __future__ import annotations
@@ -19,25 +22,21 @@ from pathlib import Path
 import torch
 
 from . import __version__
-from .training.config import recipe_config
-from .data.dataset import DatasetConfig, load_dataset
-from .training.diffusers_denoiser import DiffusersLTX2Denoiser, build_ltx2_transformer
-from .cache.encoders import DiffusersVideoEncoder, StandInTextConditioner, build_tiny_vae
-from .cache.latent_cache import LatentCache
+from .data.concept_clips import TRIGGER
+from .learning_bed import BUCKET, build_bed
 from .output.lora_file import read_lora
-from .cache.precompute import precompute
-from .data.sample_clips import write_sample_dataset
+from .training import learning_check
+from .training.config import recipe_config
 from .training.trainer import LoraTrainer
-from .data.trimmer import TrimConfig, trim_dataset
 
-TRIGGER = "sks"
-BUCKETS = "128x96x17;128x96x25"
+PRETRAIN_STEPS = 200
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="outputs/demo", help="folder for the dataset, cache, run and LoRA")
-    ap.add_argument("--steps", type=int, default=150)
+    ap.add_argument("--steps", type=int, default=100)
+    ap.add_argument("--pretrain-steps", type=int, default=PRETRAIN_STEPS, help="pre-training steps of the tiny base")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     out = Path(args.out).resolve()
@@ -45,35 +44,33 @@ def main(argv=None) -> int:
     started = time.perf_counter()
     say = _Stage()
 
-    say("sample clips")
-    clips = write_sample_dataset(out / "dataset")
-    print(f"  {len(clips)} clips with .txt captions in {out / 'dataset'}")
-
-    say("dataset loader")
-    dataset = load_dataset(DatasetConfig(source=str(out / "dataset"), trigger_word=TRIGGER))
-    summary = dataset.summary()
-    print(f"  {summary['usable']} usable of {summary['items']} items; trigger '{TRIGGER}' inserted")
-
-    say("frame trimmer")
-    samples = trim_dataset(dataset, TrimConfig.from_text(BUCKETS))
-    print(f"  {len(samples.samples)} samples: " + ", ".join(f"{b} x{n}" for b, n in samples.bucket_counts().items()))
-
-    say("latent precompute")
-    denoiser = DiffusersLTX2Denoiser(build_ltx2_transformer("ltx-2.3", "tiny", seed=args.seed), "ltx-2.3")
-    report = precompute(samples.samples, str(out / "cache"),
-                        video_encoder=DiffusersVideoEncoder(build_tiny_vae(seed=args.seed)),
-                        text_conditioner=StandInTextConditioner(width=sum(denoiser.context_widths())))
-    print("  " + report.summary().replace("\n", "\n  "))
+    say("clips, dataset loader, frame trimmer, latent precompute; pre-training the tiny base")
+    bed = build_bed(out, pretrain_steps=args.pretrain_steps, seed=args.seed)
+    for role, cache in bed.caches.items():
+        print(f"  {role:>9}: {len(cache)} clips at {BUCKET}, e.g. \"{cache.caption(0)}\"")
+    print(f"  base: {args.pretrain_steps} steps of pre-training on the 'base' clips"
+          + (" (reused from the last run)" if bed.base_reused else ""))
 
     say("LoRA trainer")
-    data = LatentCache(str(out / "cache"))
-    cfg = recipe_config("character", steps=args.steps, rank=8, alpha=8, learning_rate=2e-3, trigger=TRIGGER,
-                        seed=args.seed, checkpoint_every=50, gradient_checkpointing=False, mixed_precision="no")
-    trainer = LoraTrainer(denoiser, data, cfg, out / "run", on_event=_print_progress,
-                          buckets=[str(b) for b in samples.config.buckets])
+    data = bed.caches["train"]
+    cfg = recipe_config("character", steps=args.steps, rank=8, alpha=16, learning_rate=1e-2, trigger=TRIGGER,
+                        seed=args.seed, checkpoint_every=max(1, args.steps // 2), gradient_checkpointing=False,
+                        mixed_precision="no")
+    trainer = LoraTrainer(bed.denoiser, data, cfg, out / "run", on_event=_print_progress, buckets=[BUCKET])
     result = trainer.run()
-    first, last = _mean(result.losses[:20]), _mean(result.losses[-20:])
-    print(f"  loss {first:.3f} -> {last:.3f} (mean of first / last 20 steps)")
+    print(f"  loss {_mean(result.losses[:20]):.3f} -> {_mean(result.losses[-20:]):.3f} (mean of first / last 20 "
+          "steps: this alone proves little)")
+
+    say("did it learn? held-out clips, fixed noise seeds, base vs LoRA")
+    check = learning_check.compare(bed.denoiser, result.lora, bed.cases("concept"), bed.cases("concept", strip=True),
+                                   bed.cases("off_topic"))
+    print(f"  {check.line()}")
+    print(f"  binding {check.binding:.2f} (1 = the gain needs the trigger, 0 = it comes without it too); "
+          f"bleed {check.bleed:+.1%} on off-topic clips")
+
+    say("validation sweep (headless: same plan and scores as the node)")
+    scores = bed.sweep(result.lora.effective_weights())
+    print("  " + scores.report().replace("\n", "\n  "))
 
     say("save LoRA")
     path = out / "loras" / "ltx23_demo_lora.safetensors"
@@ -81,8 +78,6 @@ def main(argv=None) -> int:
     lora = read_lora(path)
     print(f"  {path}\n  {saved['modules']} modules, rank {lora.rank}, {saved['bytes'] / 1024:.1f} KiB, "
           f"base {lora.metadata['base_model_version']}, trigger '{lora.metadata['trigger_word']}'")
-    print(f"  load it in ComfyUI with LoraLoaderModelOnly; keys look like "
-          f"diffusion_model.{next(iter(lora.weights))}.lora_A.weight")
     print(f"\ndone in {time.perf_counter() - started:.1f} s (pack {__version__})")
     return 0
 
@@ -93,7 +88,7 @@ class _Stage:
 
     def __call__(self, name: str) -> None:
         self.n += 1
-        print(f"[{self.n}/6] {name}", flush=True)
+        print(f"[{self.n}/5] {name}", flush=True)
 
 
 def _print_progress(event) -> None:
@@ -102,6 +97,8 @@ def _print_progress(event) -> None:
               f"lr {event.lr:.2e} {event.sec_per_step * 1000:.0f} ms/step", flush=True)
     elif event.kind == "checkpoint":
         print(f"  checkpoint {event.path}", flush=True)
+    elif event.kind == "done" and event.message:
+        print(f"  on its own samples: {event.message}", flush=True)
 
 
 def _mean(values) -> float:

@@ -253,8 +253,15 @@ def test_sweep_of_a_pack_trained_lora_from_the_cache(pack, run_node, ltx23, trai
     effects = _effects(result)
     # Already at half strength above the "changes nothing" threshold (~2x on this tiny model).
     assert pack("trainer_core.output.sweep_scores").NO_EFFECT < effects[0] < effects[1], report
-    assert recommended in (0.5, 1.0) and result["recommended"] == recommended
     assert "CHANGES NOTHING" not in report
+    # The cache's trigger clips are the reference. This random-weight model cannot learn the clips in a few steps
+    # (tests/test_learning_bed.py has one that can), so the LoRA moves outputs without moving them toward the
+    # data: no strength is recommended, and the report says why.
+    scores = result["scores"]
+    assert scores["reference"] == "2 cached training clips with the trigger 'sks'"
+    assert all(isinstance(s["efficacy"], float) and s["efficacy"] < 0.05 for s in scores["strengths"]), report
+    assert recommended == 0.0 and result["recommended"] is None
+    assert "DOES NOT MOVE THE TRIGGER PROMPTS TOWARD ITS TRAINING DATA" in report and "Efficacy:" in report
     # Grid: header + 6 rows (3 groups x 2 seeds) of 64 px, label column + 3 strengths; 9 frames.
     assert grid.shape[0] == 1 and grid.shape[1] >= 6 * 64 and grid.shape[2] >= 3 * 64
     with av.open(result["grid"]) as container:
@@ -264,13 +271,14 @@ def test_sweep_of_a_pack_trained_lora_from_the_cache(pack, run_node, ltx23, trai
     clips = os.listdir(result["grid"].replace("_grid.mp4", "_clips"))
     assert len(clips) == 6 * 3
     assert os.path.exists(result["grid"].replace("_grid.mp4", "_scores.json"))
-    # The recommendation travels into the saved file's run card.
+    # The scores travel into the saved file's run card; no recommendation is written when there is none.
     name, summary = run_node(SAVE, lora=lora, filename_prefix="swept", model=model, sweep=result)
     with safe_open(str(_loras_dir(comfy_env) / name), "pt") as fh:
         meta = fh.metadata()
-    assert float(meta["recommended_strength"]) == recommended and f"strength {recommended:g}" in summary
-    assert meta["recommended_strength_source"].startswith("validation sweep (dev mode, 2 steps")
-    assert json.loads(meta["validation_sweep"])["recommended"] == recommended
+    assert "recommended_strength" not in meta
+    card = json.loads(meta["validation_sweep"])
+    assert card["recommended"] is None and card["reference"] == scores["reference"]
+    assert [s["efficacy"] for s in card["strengths"]] == [s["efficacy"] for s in scores["strengths"]]
 
 
 def test_sweep_scores_respond_to_the_lora(pack, run_node, ltx23, lora_files, caplog):

@@ -220,6 +220,10 @@ class LatentCache:
     def empty_context(self) -> torch.Tensor:
         return self._context(self.manifest["empty_text"])
 
+    def caption(self, index: int) -> str:
+        """The caption (trigger included) the sample's context was encoded from."""
+        return self.entries[index].get("caption", "")
+
     @property
     def validation_prompts(self) -> list[str]:
         return list(self.manifest["prompts"])

@@ -26,13 +26,17 @@ _FULL = dict(num_layers=48, num_attention_heads=32, attention_head_dim=128, cros
 _TINY = dict(num_layers=2, num_attention_heads=2, attention_head_dim=8, cross_attention_dim=16,
              audio_num_attention_heads=2, audio_attention_head_dim=4, audio_cross_attention_dim=8,
              caption_channels=32)
+# Wide enough to learn a concept on CPU in seconds (the 16-wide tiny model cannot: its random base is worse than
+# predicting zero, so any LoRA lowers every loss). Used by the learning test bed and the demo.
+_LEARNABLE = dict(_TINY, num_attention_heads=4, attention_head_dim=16, cross_attention_dim=64)
 
 
 def ltx2_config(version: str = "ltx-2.3", size: str = "tiny") -> dict:
-    """Constructor kwargs for ``LTX2VideoTransformer3DModel`` of a given LTX version and size ("tiny"/"full")."""
+    """Constructor kwargs for ``LTX2VideoTransformer3DModel`` of a given LTX version and size ("tiny", "learnable"
+    or "full")."""
     if version not in _FLAGS:
         raise ValueError(f"unknown LTX version {version!r}; expected one of {sorted(_FLAGS)}")
-    dims = {"tiny": _TINY, "full": _FULL}[size]
+    dims = {"tiny": _TINY, "learnable": _LEARNABLE, "full": _FULL}[size]
     return dict(in_channels=128, out_channels=128, audio_in_channels=128, audio_out_channels=128,
                 rope_type="split", **dims, **_FLAGS[version])
 

@@ -18,7 +18,7 @@ from typing import Callable
 
 import torch
 
-from . import objective
+from . import learning_check, objective
 from .checkpoints import checkpoint_path, load_checkpoint, prune_checkpoints, save_checkpoint
 from .config import TrainConfig
 from .denoiser import Denoiser, DenoiserInput
@@ -42,6 +42,8 @@ class TrainEvent:
     eta_sec: float | None = None
     path: str | None = None
     message: str | None = None
+    learning: dict | None = None
+    """On "done": the "did it learn?" check's fields (``LearningCheck.fields``)."""
 
 
 @dataclasses.dataclass
@@ -52,6 +54,8 @@ class TrainResult:
     checkpoints: list[str]
     stopped: bool
     """True when ``should_stop`` ended the run early; the last checkpoint resumes it."""
+    learning: learning_check.LearningCheck | None = None
+    """Did it learn (trigger vs no trigger on the run's own samples)? None when stopped or not measurable."""
 
 
 class NonFiniteLoss(RuntimeError):
@@ -116,6 +120,7 @@ class LoraTrainer:
         self._batches = epoch_batches(data, self.cfg.batch_size, self.cfg.seed, 0)
         # Frame rates drive LTX's RoPE positions; the LoRA's card records what it learned at.
         self.frame_rates = sorted({float(data.group_key(i)[-1]) for i in range(len(data))})
+        self.learning: learning_check.LearningCheck | None = None
         self._check_context_shapes()
 
     def _make_optimizer(self):
@@ -196,8 +201,24 @@ class LoraTrainer:
                 if self.step % self.cfg.checkpoint_every == 0 or self.step == self.cfg.steps:
                     checkpoints.append(str(self._checkpoint()))
                     self._emit("checkpoint", path=checkpoints[-1])
-        self._emit("done", loss=self.losses[-1] if self.losses else None, loss_ema=self.loss_ema)
-        return TrainResult(self.lora, self.step, self.losses, checkpoints, stopped=False)
+        message = self._check_learning()
+        if self.learning is not None and checkpoints:
+            # The final LoRA file carries the verdict in its run card.
+            self.save_lora(Path(checkpoints[-1]).with_suffix(".safetensors"))
+        self._emit("done", loss=self.losses[-1] if self.losses else None, loss_ema=self.loss_ema, message=message,
+                   learning=self.learning.fields() if self.learning is not None else None)
+        return TrainResult(self.lora, self.step, self.losses, checkpoints, stopped=False, learning=self.learning)
+
+    def _check_learning(self) -> str | None:
+        """Runs ``learning_check`` on the run's samples; a failure there never costs the trained LoRA."""
+        try:
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.mixed_precision == "bf16"):
+                self.learning = learning_check.check_training_data(self.denoiser, self.lora, self.data,
+                                                                   self.cfg.trigger, self.device,
+                                                                   batch=self.cfg.batch_size)
+        except (RuntimeError, ValueError) as exc:
+            return f"Did it learn? not checked: {exc}"
+        return self.learning.line() if self.learning is not None else None
 
     def _optimizer_step(self) -> tuple[float, float]:
         for group in self.optimizer.param_groups:
@@ -312,7 +333,8 @@ class LoraTrainer:
             steps=self.step if step is None else step, recipe=self.cfg.recipe,
             dataset_fingerprint=self.data.fingerprint(), buckets=self.buckets,
             extra={"loss_ema": f"{self.loss_ema:.6g}" if self.loss_ema is not None else "",
-                   "fps": json.dumps(self.frame_rates)})
+                   "fps": json.dumps(self.frame_rates),
+                   **({"learning_check": json.dumps(self.learning.fields())} if self.learning is not None else {})})
 
     def save_lora(self, path: str | Path, step: int | None = None, dtype=torch.bfloat16) -> dict:
         return save_comfy_lora(path, self.lora.effective_weights(), self.metadata(step), dtype=dtype)
