@@ -202,7 +202,7 @@ class LoraTrainer:
                     checkpoints.append(str(self._checkpoint()))
                     self._emit("checkpoint", path=checkpoints[-1])
         message = self._check_learning()
-        if self.learning is not None and checkpoints:
+        if self.learning is not None and checkpoints and self.parallel.is_writer:
             # The final LoRA file carries the verdict in its run card.
             self.save_lora(Path(checkpoints[-1]).with_suffix(".safetensors"))
         self._emit("done", loss=self.losses[-1] if self.losses else None, loss_ema=self.loss_ema, message=message,
