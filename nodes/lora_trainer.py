@@ -17,6 +17,7 @@ from comfy_api.latest import io
 from ..trainer_core.training.checkpoints import latest_checkpoint
 from ..trainer_core.training.config import RECIPES, TrainConfig, recipe_config
 from ..trainer_core.output.lora_file import LoraFile, comfy_state_dict
+from ..comfy_adapters.progress import workflow_id
 from ..comfy_adapters.training import train_on_loaded_model
 
 LATENT_CACHE = io.Custom("LTX23_LATENT_CACHE")
@@ -141,7 +142,7 @@ class LoraTrainerNode(io.ComfyNode):
                 io.String.Output(display_name="report", tooltip="Steps, final loss, where the LoRA and "
                                  "checkpoints are, and the training self-check."),
             ],
-            hidden=[io.Hidden.unique_id],
+            hidden=[io.Hidden.unique_id, io.Hidden.extra_pnginfo],
             not_idempotent=True,
         )
 
@@ -164,7 +165,9 @@ class LoraTrainerNode(io.ComfyNode):
         data = latent_cache.open()
         out_dir = run_folder(run_name, resume)
         run = train_on_loaded_model(model, data, cfg, out_dir, node_id=cls.hidden.unique_id, resume=resume,
-                                    buckets=latent_cache.buckets)
+                                    buckets=latent_cache.buckets,
+                                    dataset_fingerprint=getattr(latent_cache, "dataset_fingerprint", ""),
+                                    workflow_id=workflow_id(cls.hidden.extra_pnginfo))
         result, trainer, parity = run.result, run.trainer, run.parity
 
         newest = latest_checkpoint(os.path.join(out_dir, "checkpoints"))
