@@ -52,7 +52,7 @@ class SaveComfyLora(io.ComfyNode):
             ],
             outputs=[
                 io.String.Output(display_name="lora_name", tooltip="The saved file's name in the loras folder."),
-                io.String.Output(display_name="summary"),
+                io.String.Output(display_name="summary", tooltip="Where it was saved, what it holds, its base model."),
             ],
             is_output_node=True,
         )
