@@ -23,6 +23,7 @@ import torch
 from comfy_api.latest import InputImpl, Types, io, ui
 
 from ..comfy_adapters.report import report_ui
+from ..trainer_core.training.estimate import format_bytes
 from ..trainer_core.cache import latent_cache as lc
 from ..trainer_core.cache.encoders import check_frames, module_identity
 from ..trainer_core.cache.precompute import decode_check as decode_cached, precompute
@@ -290,7 +291,7 @@ def _report_ui(report, summary: str, media: dict) -> dict:
         summary, verdict=f"{c.num_samples} samples cached: {encoded} encoded, {reused} reused",
         tone="warn" if report.no_audio else "ok",
         counts=[("samples", c.num_samples, "ok"), ("encoded", encoded, "info"), ("reused", reused, "info"),
-                ("MB on disk", round(c.bytes_on_disk / 1e6, 1), "info")],
+                ("on disk", format_bytes(c.bytes_on_disk), "info")],
         problems=problems,
         lines=["buckets: " + ", ".join(f"{b} x{n}" for b, n in sorted(c.buckets.items())), f"folder: {c.path}"],
         **media)

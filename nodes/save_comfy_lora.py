@@ -16,6 +16,7 @@ from ..trainer_core.output import lora_card
 from ..trainer_core.output.lora_file import save_comfy_lora
 from ..comfy_adapters.lora import check_base, checkpoint_name, model_version
 from ..comfy_adapters.report import report_ui
+from ..trainer_core.training.estimate import format_bytes
 from .lora_trainer import LORA
 
 SWEEP = io.Custom("LTX23_SWEEP")
@@ -98,7 +99,7 @@ class SaveComfyLora(io.ComfyNode):
         where = folder if where.startswith("..") else where
         return io.NodeOutput(name, summary, ui=report_ui(
             summary, verdict=f"saved as {name} in {where}", tone="ok",
-            counts=[("modules", len(filtered.weights), "info"), ("MiB", round(info["bytes"] / 2**20, 1), "info")]
+            counts=[("modules", len(filtered.weights), "info"), ("on disk", format_bytes(info["bytes"]), "info")]
             + ([("recommended strength", f"{recommended:g}", "ok")] if recommended is not None else []),
             problems=[("warning", n, "connect the MODEL the LoRA was trained on") for n in notes],
             lines=[f"LoRA loaders list it as: {name}", f"folder: {folder}"]))

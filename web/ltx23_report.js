@@ -45,7 +45,7 @@ function injectStyle() {
 .ltx23-report { box-sizing: border-box; display: flex; flex-direction: column; gap: 4px; padding: 6px;
   font: 11px/1.35 sans-serif; color: var(--input-text, #ddd); background: var(--comfy-input-bg, #222);
   border-radius: 6px; overflow: auto; max-height: ${MAX_HEIGHT}px; }
-.ltx23-report:empty { display: none; }
+.ltx23-report-body { display: flex; flex-direction: column; gap: 4px; }
 .ltx23-verdict { font-weight: 600; font-size: 12px; }
 .ltx23-report[data-tone="ok"] .ltx23-verdict { color: #7fd17f; }
 .ltx23-report[data-tone="warn"] .ltx23-verdict { color: #e6b450; }
@@ -80,9 +80,11 @@ function el(tag, cls, parent, text) {
 }
 
 function render(root, report) {
-  root.replaceChildren();
+  const body = root.__ltx23Body;
+  body.replaceChildren();
   if (!report) return;
   root.dataset.tone = report.tone ?? "info";
+  root = body;
   if (report.verdict) el("div", "ltx23-verdict", root, report.verdict);
   if (report.counts?.length) {
     const counts = el("div", "ltx23-counts", root);
@@ -90,7 +92,7 @@ function render(root, report) {
       const chip = el("span", "ltx23-chip", counts);
       chip.dataset.tone = tone;
       el("b", null, chip, value);
-      chip.append(label);
+      chip.append(` ${label}`);
     }
   }
   if (report.lines?.length) {
@@ -121,12 +123,10 @@ function render(root, report) {
     const details = el("details", null, root);
     el("summary", null, details, "details");
     el("pre", null, details, report.text);
-    details.addEventListener("toggle", () => fit(root.__ltx23Node));
   }
 }
 
 function fit(node) {
-  if (!node) return;
   node.setSize([Math.max(node.size[0], 360), Math.max(node.size[1], node.computeSize()[1])]);
   node.setDirtyCanvas?.(true, true);
 }
@@ -136,12 +136,21 @@ function view(node) {
   if (root) return root;
   injectStyle();
   root = el("div", "ltx23-report");
-  root.__ltx23Node = node;
+  root.__ltx23Body = el("div", "ltx23-report-body", root);
   root.dataset.node = String(node.id);
+  // The node grows to its report once the report is laid out: nodes off screen have hidden DOM widgets, so their
+  // size is only known when they scroll into view (or "details" opens).
+  let height = 0;
+  new ResizeObserver(() => {
+    const h = root.__ltx23Body.offsetHeight;
+    if (!h || h === height) return;
+    height = h;
+    fit(node);
+  }).observe(root.__ltx23Body);
   const widget = node.addDOMWidget("ltx23_report", "ltx23_report", root, {
     serialize: false,
     hideOnZoom: false,
-    getMinHeight: () => (root.childElementCount ? Math.min(MAX_HEIGHT, root.scrollHeight + 4) : 0),
+    getMinHeight: () => (root.__ltx23Body.childElementCount ? Math.min(MAX_HEIGHT, height + 16) : 0),
     getMaxHeight: () => MAX_HEIGHT,
   });
   // Not part of the prompt or of widgets_values: the workflow file stays the same with or without a report.
@@ -163,7 +172,6 @@ function show(node) {
   root.dataset.graph = graphId(node.graph) ?? "";
   root.dataset.prompt = report?.prompt_id ?? "";
   render(root, report);
-  requestAnimationFrame(() => fit(node));
 }
 
 function onExecuted(detail) {
