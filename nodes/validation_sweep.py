@@ -103,10 +103,10 @@ class ValidationSweep(io.ComfyNode):
                                        "(this pack's, ltx-trainer's, kohya)."),
                 io.Combo.Input("preset", options=list(PRESETS), default="quick",
                                tooltip="quick (default): the first trigger prompt, its no-trigger twin and the "
-                                       "first off-topic prompt, 2 seeds, strengths 0/0.5/1.0, no per-cell clips "
-                                       "(18 cells: a first check). thorough: every prompt line, 3 seeds, strengths "
-                                       "0 to 1.25 in steps of 0.25, clips saved. custom: 'seeds', 'strengths' and "
-                                       "'save_clips' below."),
+                                       "first off-topic prompt, 2 seeds, strengths 0/0.5/1.0 at 384x256x17, no "
+                                       "per-cell clips (18 small cells: a first check). thorough: every prompt "
+                                       "line, 3 seeds, strengths 0 to 1.25 in steps of 0.25 at 512x320x25, clips "
+                                       "saved. custom: 'seeds', 'strengths', size and 'save_clips' below."),
                 io.Clip.Input("clip", optional=True, tooltip="The LTX-2.3 text encoder, to encode the prompts."),
                 LATENT_CACHE.Input("cache", optional=True,
                                    tooltip="Or the latent cache, whose validation prompts are already encoded (no "
@@ -137,11 +137,12 @@ class ValidationSweep(io.ComfyNode):
                 io.Int.Input("steps", default=0, min=0, max=200, tooltip="0 = the mode's default."),
                 io.Float.Input("cfg", default=0.0, min=0.0, max=30.0, step=0.1, tooltip="0 = the mode's default."),
                 io.Int.Input("width", default=512, min=32, max=4096, step=32,
-                             tooltip="Width of every sample in pixels, a multiple of 32 (default 512). Larger is "
-                                     "closer to real use but each cell takes longer."),
+                             tooltip="Preset 'custom' only: width of every sample in pixels, a multiple of 32 "
+                                     "(default 512). Larger is closer to real use but each cell takes longer."),
                 io.Int.Input("height", default=320, min=32, max=4096, step=32,
-                             tooltip="Height of every sample in pixels, a multiple of 32 (default 320)."),
-                io.Int.Input("frames", default=25, min=1, max=257, step=8, tooltip="8n+1 frames."),
+                             tooltip="Preset 'custom' only: height in pixels, a multiple of 32 (default 320)."),
+                io.Int.Input("frames", default=25, min=1, max=257, step=8,
+                             tooltip="Preset 'custom' only: frames per sample, 8n+1."),
                 io.Float.Input("fps", default=24.0, min=1.0, max=120.0, step=0.01,
                                tooltip="Frame rate the model is told (it shapes motion) and of the saved clips."),
                 io.Combo.Input("sampler_name", options=_sampler_names(), default="euler", advanced=True,
@@ -180,14 +181,15 @@ class ValidationSweep(io.ComfyNode):
         import comfy.samplers
         import comfy.utils
 
+        choice = apply_preset(preset, sw.parse_lines(trigger_prompts), sw.parse_lines(off_topic_prompts),
+                              sw.parse_lines(no_trigger_prompts), sw.parse_strengths(strengths), seeds, save_clips,
+                              (width, height, frames))
+        save_clips, (width, height, frames) = choice.save_clips, choice.size
         if width % 32 or height % 32 or (frames - 1) % 8:
             raise ValueError(f"{width}x{height}x{frames}: width and height must be multiples of 32 and frames 8n+1 "
                              "(e.g. 512x320x25)")
         lora_file, name = resolve_lora(lora, lora_name)
         compat = guard(model, lora_file, name, allow_base_mismatch)
-        choice = apply_preset(preset, sw.parse_lines(trigger_prompts), sw.parse_lines(off_topic_prompts),
-                              sw.parse_lines(no_trigger_prompts), sw.parse_strengths(strengths), seeds, save_clips)
-        save_clips = choice.save_clips
         plan = sw.make_plan(trigger, choice.trigger_prompts, choice.off_topic_prompts, choice.no_trigger_prompts,
                             choice.strengths, range(first_seed, first_seed + choice.seeds))
         steps, cfg = sw.mode_settings(mode, steps, cfg)

@@ -85,12 +85,12 @@ def test_run_card_names_the_loaders_fingerprint_the_learning_rate_and_the_schedu
 
 def test_quick_preset_is_a_few_cells_and_custom_keeps_the_users_choice():
     lines = (["t1", "t2", "t3"], ["o1", "o2"], [])
-    quick = apply_preset("quick", *lines, strengths=[0.0, 0.3], seeds=5, save_clips=True)
+    quick = apply_preset("quick", *lines, strengths=[0.0, 0.3], seeds=5, save_clips=True, size=(768, 512, 49))
     assert (quick.trigger_prompts, quick.off_topic_prompts, quick.seeds) == (["t1"], ["o1"], 2)
-    assert quick.strengths == [0.0, 0.5, 1.0] and quick.save_clips is False
-    thorough = apply_preset("thorough", *lines, strengths=[0.0, 0.3], seeds=5, save_clips=False)
+    assert quick.strengths == [0.0, 0.5, 1.0] and quick.save_clips is False and quick.size == (384, 256, 17)
+    thorough = apply_preset("thorough", *lines, strengths=[0.0, 0.3], seeds=5, save_clips=False, size=(64, 64, 9))
     assert thorough.trigger_prompts == ["t1", "t2", "t3"] and thorough.seeds == 3 and thorough.save_clips
-    custom = apply_preset("custom", *lines, strengths=[0.0, 0.3], seeds=5, save_clips=False)
-    assert (custom.strengths, custom.seeds, custom.save_clips) == ([0.0, 0.3], 5, False)
+    custom = apply_preset("custom", *lines, strengths=[0.0, 0.3], seeds=5, save_clips=False, size=(64, 64, 9))
+    assert (custom.strengths, custom.seeds, custom.save_clips, custom.size) == ([0.0, 0.3], 5, False, (64, 64, 9))
     with pytest.raises(ValueError, match="quick, thorough, custom"):
-        apply_preset("fast", *lines, strengths=[0.0], seeds=1, save_clips=False)
+        apply_preset("fast", *lines, strengths=[0.0], seeds=1, save_clips=False, size=(64, 64, 9))

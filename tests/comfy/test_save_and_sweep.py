@@ -300,7 +300,7 @@ def test_sweep_scores_respond_to_the_lora(pack, run_node, ltx23, lora_files, cap
 
 def test_sweep_records_its_result_on_the_file_and_the_inspector_shows_it(run_node, ltx23, lora_files, comfy_env):
     """One selector: the sweep picks the file, writes the recommendation into its run card (this pack's files
-    only) and hands the LoRA to the Inspector, whose report then shows it. The quick preset is 18 cells."""
+    only) and hands the LoRA to the Inspector, whose report then shows it. The quick preset is 18 small cells."""
     model, vae = ltx23
     folder = _loras_dir(comfy_env)
     shutil.copy(folder / "ours-23.safetensors", folder / "swept-23.safetensors")
@@ -310,7 +310,7 @@ def test_sweep_records_its_result_on_the_file_and_the_inspector_shows_it(run_nod
                    **{**args, "trigger_prompts": f"{TRIGGER_PROMPT}\nsks a blue cube", "off_topic_prompts": "a\nb"})
     result, recommended, report, grid, swept = run
     assert [s["strength"] for s in result["scores"]["strengths"]] == [0.5, 1.0]  # each against strength 0
-    assert len(result["seeds"]) == 2 and len(result["prompts"]["trigger"]) == 1
+    assert len(result["seeds"]) == 2 and len(result["prompts"]["trigger"]) == 1 and result["size"] == [384, 256, 17]
     assert not os.path.exists(result["grid"].replace("_grid.mp4", "_clips"))
     with safe_open(str(folder / "swept-23.safetensors"), "pt") as fh:
         meta = fh.metadata()
@@ -331,7 +331,7 @@ def test_sweep_records_its_result_on_the_file_and_the_inspector_shows_it(run_nod
     # A file another tool wrote is left exactly as it was.
     before = (folder / "ltx-trainer.safetensors").read_bytes()
     *_, report, _, _ = run_node(SWEEP, model=model, vae=vae, lora_name="ltx-trainer.safetensors", clip=clip,
-                                preset="quick", **args)
+                                **{**SWEEP_ARGS, "seeds": 1, "strengths": "0, 1"})
     assert (folder / "ltx-trainer.safetensors").read_bytes() == before and "left unchanged" in report
 
 
