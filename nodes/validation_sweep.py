@@ -103,7 +103,7 @@ class ValidationSweep(io.ComfyNode):
                                        "(this pack's, ltx-trainer's, kohya)."),
                 io.Combo.Input("preset", options=list(PRESETS), default="quick",
                                tooltip="quick (default): the first trigger prompt, its no-trigger twin and the "
-                                       "first off-topic prompt, 2 seeds, strengths 0/0.5/1.0 at 384x256x17, no "
+                                       "first off-topic prompt, 2 seeds, strengths 0/0.5/1.0 at 320x192x17, no "
                                        "per-cell clips (18 small cells: a first check). thorough: every prompt "
                                        "line, 3 seeds, strengths 0 to 1.25 in steps of 0.25 at 512x320x25, clips "
                                        "saved. custom: 'seeds', 'strengths', size and 'save_clips' below."),

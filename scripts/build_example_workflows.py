@@ -75,7 +75,7 @@ Recipe defaults: rank 32 (64 for very detailed styles), alpha = rank, learning r
    how they fail). The Inspector, fed by the sweep, shows the base model and the file's run card.
 3. Put your trigger word in `trigger`, 2-3 prompts that should show the LoRA in `trigger_prompts`, and 2-3
    unrelated scenes in `off_topic_prompts`. The sweep also runs the trigger prompts without the trigger.
-4. `preset`: **quick** (default, 18 small cells: first prompts, 2 seeds, strengths 0/0.5/1 at 384x256x17) for a
+4. `preset`: **quick** (default, 18 small cells: first prompts, 2 seeds, strengths 0/0.5/1 at 320x192x17) for a
    first check; **thorough** (every prompt, 3 seeds, 0-1.25 at 512x320x25, one clip per cell); **custom** uses
    `seeds`, `strengths` and the size widgets.
 5. Queue. The node shows the verdict, the recommended strength and the score table next to the grid video

@@ -87,7 +87,7 @@ def test_quick_preset_is_a_few_cells_and_custom_keeps_the_users_choice():
     lines = (["t1", "t2", "t3"], ["o1", "o2"], [])
     quick = apply_preset("quick", *lines, strengths=[0.0, 0.3], seeds=5, save_clips=True, size=(768, 512, 49))
     assert (quick.trigger_prompts, quick.off_topic_prompts, quick.seeds) == (["t1"], ["o1"], 2)
-    assert quick.strengths == [0.0, 0.5, 1.0] and quick.save_clips is False and quick.size == (384, 256, 17)
+    assert quick.strengths == [0.0, 0.5, 1.0] and quick.save_clips is False and quick.size == (320, 192, 17)
     thorough = apply_preset("thorough", *lines, strengths=[0.0, 0.3], seeds=5, save_clips=False, size=(64, 64, 9))
     assert thorough.trigger_prompts == ["t1", "t2", "t3"] and thorough.seeds == 3 and thorough.save_clips
     custom = apply_preset("custom", *lines, strengths=[0.0, 0.3], seeds=5, save_clips=False, size=(64, 64, 9))

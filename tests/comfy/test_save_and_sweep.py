@@ -310,7 +310,7 @@ def test_sweep_records_its_result_on_the_file_and_the_inspector_shows_it(run_nod
                    **{**args, "trigger_prompts": f"{TRIGGER_PROMPT}\nsks a blue cube", "off_topic_prompts": "a\nb"})
     result, recommended, report, grid, swept = run
     assert [s["strength"] for s in result["scores"]["strengths"]] == [0.5, 1.0]  # each against strength 0
-    assert len(result["seeds"]) == 2 and len(result["prompts"]["trigger"]) == 1 and result["size"] == [384, 256, 17]
+    assert len(result["seeds"]) == 2 and len(result["prompts"]["trigger"]) == 1 and result["size"] == [320, 192, 17]
     assert not os.path.exists(result["grid"].replace("_grid.mp4", "_clips"))
     with safe_open(str(folder / "swept-23.safetensors"), "pt") as fh:
         meta = fh.metadata()

@@ -2,7 +2,7 @@
 
 "quick" (the default) answers "did it learn, and at about what strength?" in a few cells: the first trigger prompt,
 its no-trigger twin and the first off-topic prompt, 2 seeds (the fewest that measure a seed spread) and strengths
-0, 0.5, 1.0 at 384x256x17, without per-cell clips: 3 x 2 x 3 = 18 small cells. "thorough" samples every prompt
+0, 0.5, 1.0 at 320x192x17, without per-cell clips: 3 x 2 x 3 = 18 small cells. "thorough" samples every prompt
 line at 3 seeds over 0, 0.25, 0.5, 0.75, 1.0, 1.25 at 512x320x25 and saves every clip. "custom" takes the node's
 own seeds, strengths, size and save_clips.
 """
@@ -31,7 +31,7 @@ def apply_preset(preset: str, trigger_prompts: list[str], off_topic_prompts: lis
                  size: tuple[int, int, int]) -> SweepChoice:
     if preset == "quick":
         return SweepChoice(trigger_prompts[:1], off_topic_prompts[:1], no_trigger_prompts[:1], [0.0, 0.5, 1.0], 2,
-                           False, (384, 256, 17))
+                           False, (320, 192, 17))
     if preset == "thorough":
         return SweepChoice(trigger_prompts, off_topic_prompts, no_trigger_prompts,
                            [0.0, 0.25, 0.5, 0.75, 1.0, 1.25], 3, True, (512, 320, 25))
