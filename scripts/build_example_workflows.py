@@ -40,7 +40,8 @@ _COMMON = {"4": [0, 0], "5": [420, 0], "1": [0, 460], "2": [0, 640], "3": [0, 86
            "7": [1300, 0], "8": [1780, 0]}
 LAYOUTS = {"character_lora_from_clips": _COMMON, "style_lora_from_images": _COMMON,
            "lora_strength_sweep": {"1": [0, 0], "2": [0, 200], "4": [420, 0], "3": [900, 0]}}
-NOTE_POS = [420, 520]
+NOTE_POS = {"lora_strength_sweep": [0, 380]}
+"""Where the note goes; [420, 520] unless named here (the sweep node grows tall with its report)."""
 
 NOTES = {
     "character_lora_from_clips": """## Character LoRA from video clips
@@ -116,7 +117,8 @@ def main(names: list[str]) -> None:
         with browser_page(server) as (page, errors):
             for name in names:
                 prompt = json.loads((WORKFLOWS / "api" / f"{name}.json").read_text())
-                ui = json.loads(page.evaluate(BUILD, [prompt, LAYOUTS[name], NOTE_POS, MODELS, f"{name}.json"]))
+                ui = json.loads(page.evaluate(BUILD, [prompt, LAYOUTS[name], NOTE_POS.get(name, [420, 520]), MODELS,
+                                                  f"{name}.json"]))
                 # The note's text is set here: in the page, widget values of graphs loaded by loadApiJson share
                 # one store (every such graph has the all-zero id), so a second workflow got the first one's text.
                 (note,) = [n for n in ui["nodes"] if n["type"] == "MarkdownNote"]
