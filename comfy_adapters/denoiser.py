@@ -13,9 +13,9 @@ import dataclasses
 
 import torch
 from torch import nn
-from torch.utils.checkpoint import checkpoint
 
 from ..trainer_core.training.denoiser import DenoiserInput, DenoiserOutput
+from .block_compile import BlockRunner, checkpointed_block, choose_runner, run_block
 from .training_block import training_block_forward
 
 
@@ -36,6 +36,14 @@ class ComfyLTXDenoiser:
         self.base_model_version = ltx_version(diffusion_model)
         self.checkpointing = True
         self.dtype = compute_dtype or next(diffusion_model.parameters()).dtype
+        self.runner = BlockRunner("eager")
+        self._sharded: list[nn.Module] = []
+
+    def compile_blocks(self, device: torch.device, mode: str = "compiled") -> str:
+        """Compile the training block where this model and device allow it (see ``block_compile``); returns the
+        mode in effect. Sharded (FSDP) runs keep the eager block."""
+        self.runner = BlockRunner("eager") if self._sharded else choose_runner(self.dm, device, mode)
+        return self.runner.mode
 
     def context_widths(self) -> tuple[int, int]:
         dm = self.dm
@@ -52,6 +60,12 @@ class ComfyLTXDenoiser:
 
     def set_gradient_checkpointing(self, enabled: bool) -> None:
         self.checkpointing = enabled
+
+    def shard_blocks(self, shard) -> None:
+        """FSDP2 for multi-GPU runs: each block runs inside a small module that ``shard`` (``fully_shard``) wraps,
+        so FSDP's hooks gather the block's weights for its forward, its checkpoint recompute and its backward. The
+        checkpoint sits inside the wrapper, the order FSDP2 composes with activation checkpointing."""
+        self._sharded = [shard(_ShardedBlock(block, self)) for block in self.dm.transformer_blocks]
 
     def __call__(self, inputs: DenoiserInput) -> DenoiserOutput:
         x = [inputs.video.to(self.dtype)]
@@ -74,17 +88,31 @@ class ComfyLTXDenoiser:
         def run(args, extra):
             kwargs = dict(args)
             vx, ax = kwargs.pop("img")
-            if self.checkpointing and torch.is_grad_enabled():
-                out = checkpoint(_run_block, block, vx, ax, kwargs, use_reentrant=False)
-            else:
-                out = _run_block(block, vx, ax, kwargs)
-            return {"img": out}
+            # Only the switches the block reads: the full options carry every block's hook, which a compiled
+            # block would otherwise have to guard on.
+            opts = kwargs.get("transformer_options") or {}
+            kwargs["transformer_options"] = {k: opts[k] for k in _BLOCK_SWITCHES if k in opts}
+            if self._sharded:
+                return {"img": self._sharded[index](vx, ax, kwargs)}
+            checkpointing = self.checkpointing and torch.is_grad_enabled()
+            return {"img": self.runner(block, vx, ax, kwargs, checkpointing)}
 
         return run
 
 
-def _run_block(block, vx, ax, kwargs):
-    return training_block_forward(block, (vx, ax), **kwargs)
+_BLOCK_SWITCHES = ("run_vx", "run_ax", "a2v_cross_attn", "v2a_cross_attn")
+
+
+class _ShardedBlock(nn.Module):
+    def __init__(self, block: nn.Module, denoiser: ComfyLTXDenoiser):
+        super().__init__()
+        self.block = block
+        self._denoiser = [denoiser]  # not a submodule: only the block's weights are sharded
+
+    def forward(self, vx, ax, kwargs):
+        if self._denoiser[0].checkpointing and torch.is_grad_enabled():
+            return checkpointed_block(self.block, vx, ax, kwargs)
+        return run_block(self.block, vx, ax, kwargs)
 
 
 @contextlib.contextmanager

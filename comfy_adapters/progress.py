@@ -16,6 +16,7 @@ it. The route keeps the newest ``KEEP_RUNS`` runs with their whole history, so a
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -24,6 +25,7 @@ from ..trainer_core.training.estimate import format_bytes
 
 EVENT = "ltx23_trainer.progress"
 KEEP_RUNS = 16
+EVENTS_FILE = "events.jsonl"
 _status: dict[str, dict] = {}
 _lock = threading.Lock()
 
@@ -51,17 +53,29 @@ def register_routes() -> None:
     async def status(request):
         return web.json_response(status_snapshot())
 
+    @server.routes.get("/ltx23_trainer/runs/{name}/status")
+    async def run_status(request):
+        """A headless (torchrun) run's progress, from the events file in its run folder."""
+        import folder_paths
+
+        name = os.path.basename(request.match_info["name"])
+        path = os.path.join(folder_paths.get_output_directory(), "ltx23_trainer", "runs", name, EVENTS_FILE)
+        event = read_events(path)
+        return web.json_response(event) if event else web.json_response({"error": f"no run {name}"}, status=404)
+
     register_routes.done = True
 
 
 class TrainingProgress:
     """Forwards ``trainer_core`` events to ComfyUI: ProgressBar with loss in its text, websocket events, status."""
 
-    def __init__(self, node_id: str | None, total_steps: int, workflow_id: str | None = None):
+    def __init__(self, node_id: str | None, total_steps: int, workflow_id: str | None = None,
+                 events_path: str | None = None):
         import comfy.utils
 
         self.node_id = node_id or "headless"
         self.bar = comfy.utils.ProgressBar(total_steps, node_id=node_id)
+        self.events_path = events_path
         self.losses: list[float] = []
         self.estimate: dict | None = None
         self.run: dict = {}
@@ -99,6 +113,8 @@ class TrainingProgress:
             _status[self.ids["key"]] = stored
             while len(_status) > KEEP_RUNS:
                 del _status[next(iter(_status))]
+        if self.events_path:
+            append_event(self.events_path, stored if state != "running" else payload)
         server = _server()
         if server is not None:
             if state != "running":
@@ -144,6 +160,34 @@ def _duration(seconds: float | None) -> str:
     seconds = max(0, round(seconds))
     h, m, s = seconds // 3600, seconds % 3600 // 60, seconds % 60
     return f"{h}h {m:02d}m" if h else f"{m}m {s:02d}s" if m else f"{s}s"
+
+
+def append_event(path: str, payload: dict) -> None:
+    """One JSON line per event: a headless run's log, which ``read_events`` turns back into the panel's status."""
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(payload) + "\n")
+
+
+def read_events(path: str) -> dict | None:
+    """The panel's status of a headless run: its last event, with the loss history rebuilt from every step."""
+    last, losses = None, []
+    try:
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                try:
+                    event = json.loads(line)
+                except ValueError:
+                    continue  # a line the writer had not finished yet
+                if event.get("state") == "running":
+                    losses.extend(event.get("losses") or [])
+                elif event.get("losses") is not None:
+                    losses = list(event["losses"])
+                last = event
+    except FileNotFoundError:
+        return None
+    if last is not None:
+        last = {**last, "losses": losses}
+    return last
 
 
 def preflight_fields(est) -> dict:

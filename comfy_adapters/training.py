@@ -4,7 +4,8 @@ data are ready" and "the run ended", kept apart from the node's schema so benchm
 Order matters: the estimate comes before any weight moves; ComfyUI then loads only as many weights as leave room
 for training (the rest is streamed from system RAM per layer, which per-block checkpointing makes affordable); a
 run that still cannot fit stops with fixes; the training forward is checked against ComfyUI's own block; and the
-weights ComfyUI loaded under inference mode are used through zero-copy aliases for the run only.
+weights ComfyUI loaded under inference mode are used through zero-copy aliases for the run only (under dynamic VRAM,
+where weights are materialised per use, through a weight wrapper on the training clone: ``dynamic_vram``).
 """
 
 from __future__ import annotations
@@ -19,8 +20,10 @@ from ..trainer_core.training.config import TrainConfig
 from ..trainer_core.training.estimate import (Estimate, device_memory_available, estimate, refine_with_probe,
                                               system_ram_available)
 from ..trainer_core.training.estimate_model import largest_workload
+from ..trainer_core.training.parallel import Parallel
 from ..trainer_core.training.trainer import LoraTrainer, NonFiniteLoss, TrainResult
 from ..trainer_core.cache.training_data import TrainingData
+from .dynamic_vram import wrap_cast_weights
 from .denoiser import ComfyLTXDenoiser, ParityReport, ensure_training_forward_matches, trainable_view
 from .progress import TrainingProgress, preflight_fields
 
@@ -61,29 +64,34 @@ class _Probe:
 
 
 def train_on_loaded_model(model, data: TrainingData, config: TrainConfig, out_dir: str, *, node_id: str | None = None,
-                          resume: bool = False, buckets=(), dataset_fingerprint: str = "",
+                          resume: bool = False, buckets=(), parallel: Parallel | None = None,
+                          events_path: str | None = None, dataset_fingerprint: str = "",
                           workflow_id: str | None = None) -> ComfyTrainingRun:
     """Trains on a clone of ``model`` (a ComfyUI ModelPatcher); the user's model is left exactly as it was.
-    A cancel ends the run with a resumable checkpoint and then raises ComfyUI's interrupt."""
+    A cancel ends the run with a resumable checkpoint and then raises ComfyUI's interrupt. ``parallel`` and
+    ``events_path`` are for headless runs (``headless.py``): the process group, and a file the panel can follow."""
     import comfy.model_management as mm
 
     device = mm.get_torch_device()
     patcher = model.clone()
+    wrap_cast_weights(patcher)
     dm = patcher.model.diffusion_model
     denoiser = ComfyLTXDenoiser(dm, patcher.model.get_dtype_inference())
     workload = largest_workload(data, config.batch_size, config.train_audio)
     needed = estimate(denoiser, config, workload, device=device, output_dir=out_dir)
     mm.load_models_gpu([patcher], memory_required=needed.vram.peak - needed.vram.weights)
     streamed = 1.0 - patcher.loaded_size() / max(1, patcher.model_size()) if device.type == "cuda" else 0.0
+    # Decided once the weights are placed: streamed or cast weights keep the block eager.
+    compiled = denoiser.compile_blocks(device) != "eager"
     preflight = estimate(denoiser, config, workload, device=device, output_dir=out_dir,
                          vram_available=device_memory_available(device), ram_available=system_ram_available(),
-                         offload_fraction=streamed)
+                         offload_fraction=streamed, compiled_blocks=compiled)
     preflight.raise_if_unfit()
     parity = ensure_training_forward_matches(dm, device, denoiser.dtype)
-    progress = TrainingProgress(node_id, config.steps, workflow_id=workflow_id)
+    progress = TrainingProgress(node_id, config.steps, workflow_id=workflow_id, events_path=events_path)
     probe = _Probe(preflight, progress, device)
     trainer = LoraTrainer(denoiser, data, config, out_dir, on_event=probe, should_stop=mm.processing_interrupted,
-                          buckets=buckets, device=device, dataset_fingerprint=dataset_fingerprint)
+                          buckets=buckets, device=device, parallel=parallel, dataset_fingerprint=dataset_fingerprint)
     if resume:
         trainer.resume(os.path.join(out_dir, "checkpoints"))
     progress.begin(trainer, out_dir, preflight)

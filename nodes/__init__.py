@@ -9,6 +9,7 @@ from comfy_api.latest import ComfyExtension
 
 NODE_MODULES = (
     "dataset_loader",
+    "caption_dataset",
     "frame_trimmer",
     "latent_precompute",
     "save_comfy_lora",

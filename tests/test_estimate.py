@@ -116,6 +116,17 @@ def test_full_size_time_matches_the_h200_measurement(full):
     assert e.eta_sec == pytest.approx(e.sec_per_step * 1500)
 
 
+@pytest.mark.parametrize("bucket, measured_s", [("960x544x49", 0.729), ("512x512x49", 0.4725)])
+def test_compiled_block_time_matches_the_h100_measurements(full, bucket, measured_s):
+    # bench/RESULTS.md, 2026-12-08: the node path with the compiled block on an H100, same workload as above.
+    e = est.estimate(full, _full_cfg(), _full_work(bucket), device="cuda", compiled_blocks=True,
+                     throughput=est_model.COMPILED_ACHIEVED_FRACTION * est_model.DATASHEET_BF16_FLOPS["H100"])
+    assert e.sec_per_step == pytest.approx(measured_s, rel=0.10)
+    eager = est.estimate(full, _full_cfg(), _full_work(bucket), device="cuda",
+                         throughput=est_model.ACHIEVED_FRACTION * est_model.DATASHEET_BF16_FLOPS["H100"])
+    assert e.vram_bytes == eager.vram_bytes  # measured peaks: compiled 42.4 / 41.4 GiB, eager 42.7 / 41.5 GiB
+
+
 def test_will_not_fit_names_the_fixes_with_numbers(full):
     e = est.estimate(full, _full_cfg(gradient_checkpointing=False), _full_work("960x544x49"),
                      vram_available=48 * GiB, throughput=4e14)

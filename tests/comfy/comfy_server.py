@@ -33,7 +33,8 @@ def free_port() -> int:
 
 
 class ComfyServer:
-    def __init__(self, comfy_root: Path, base_dir: Path, extra_custom_nodes: dict[str, Path] | None = None):
+    def __init__(self, comfy_root: Path, base_dir: Path, extra_custom_nodes: dict[str, Path] | None = None,
+                 extra_args: list[str] = (), cpu: bool = True):
         self.root = Path(comfy_root)
         self.base_dir = Path(base_dir)
         self.port = free_port()
@@ -46,12 +47,13 @@ class ComfyServer:
             link = self.base_dir / "custom_nodes" / name
             if not link.exists():
                 link.symlink_to(Path(target).resolve(), target_is_directory=True)
+        self.extra_args = ["--cpu"] * cpu + list(extra_args)
         self.proc: subprocess.Popen | None = None
 
     def start(self, timeout: float = 120.0) -> "ComfyServer":
-        cmd = [sys.executable, str(self.root / "main.py"), "--cpu", "--listen", "127.0.0.1", "--port", str(self.port),
+        cmd = [sys.executable, str(self.root / "main.py"), "--listen", "127.0.0.1", "--port", str(self.port),
                "--base-directory", str(self.base_dir), "--database-url", "sqlite:///:memory:",
-               "--disable-auto-launch", "--disable-api-nodes"]
+               "--disable-auto-launch", "--disable-api-nodes", *self.extra_args]
         log = open(self.log_path, "w")
         # Its own process group, so stop() ends the server and anything it started, and nothing else.
         self.proc = subprocess.Popen(cmd, cwd=self.root, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)

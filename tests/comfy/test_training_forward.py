@@ -112,6 +112,79 @@ def test_float64_gradients_match_central_finite_differences(pack_modules, checkp
             scalar, [(getattr(by_name[name], which), idx) for name, which, idx in probes], rel=1e-5, abs=1e-8)
 
 
+@pytest.mark.parametrize("mode", ["compiled", "compiled-checkpoint"])
+def test_compiled_block_gives_exact_gradients_with_one_graph_for_every_block(pack_modules, mode):
+    """The regional compile under per-block checkpointing, traced by Dynamo and AOTAutograd as on a GPU (the
+    ``aot_eager`` backend: this CPU has no Triton). Every block has its own weights and LoRA hooks, yet one graph
+    must serve them all, and the gradients must still be the float64 finite differences."""
+    import torch._dynamo
+    from torch._dynamo.utils import counters
+
+    block_compile = pack_modules("comfy_adapters.block_compile")
+    denoiser_mod = pack_modules("comfy_adapters.denoiser")
+    lora_mod = pack_modules("trainer_core.training.lora")
+    dm = _dit("2.3", dtype=torch.float64)
+    x, timesteps, context = _inputs(dm, audio=False, dtype=torch.float64)
+    den = denoiser_mod.ComfyLTXDenoiser(dm)
+    den.set_gradient_checkpointing(True)
+    den.runner = block_compile.BlockRunner(mode, backend="aot_eager")
+    lora = lora_mod.LoraSet(lora_mod.select_targets(den.lora_targets(), ["video_attn"]), rank=2, alpha=2,
+                            seed=3).double()
+    gen = torch.Generator().manual_seed(4)
+    with torch.no_grad():
+        for a in lora.adapters:
+            a.lora_B.copy_(torch.randn(a.lora_B.shape, generator=gen, dtype=torch.float64) * 0.2)
+    proj = torch.randn(x[0].shape, generator=torch.Generator().manual_seed(9), dtype=torch.float64)
+
+    def scalar():
+        return (_forward(dm, x, timesteps, context, den._block)[0] * proj).sum()
+
+    torch._dynamo.reset()
+    counters.clear()
+    with lora.attached():
+        with torch.enable_grad():
+            scalar().backward()
+        assert counters["stats"]["unique_graphs"] == 1
+        by_name = dict(lora.items())
+        probes = [("transformer_blocks.0.attn1.to_q", "lora_A", (1, 5)),
+                  ("transformer_blocks.1.attn2.to_v", "lora_B", (3, 0)),
+                  ("transformer_blocks.1.attn1.to_out.0", "lora_A", (0, 2))]
+        assert_matches_finite_differences(
+            scalar, [(getattr(by_name[name], which), idx) for name, which, idx in probes], rel=1e-5, abs=1e-8)
+    torch._dynamo.reset()
+
+
+def test_a_failing_compiler_falls_back_to_the_eager_block_and_says_so(pack_modules, caplog):
+    import torch._dynamo
+
+    block_compile = pack_modules("comfy_adapters.block_compile")
+    denoiser_mod = pack_modules("comfy_adapters.denoiser")
+    dm = _dit("2.3")
+    x, timesteps, context = _inputs(dm, audio=False)
+    den = denoiser_mod.ComfyLTXDenoiser(dm)
+
+    def broken_backend(graph, example_inputs):
+        raise RuntimeError("no C compiler")
+
+    torch._dynamo.reset()
+    den.runner = block_compile.BlockRunner("compiled", backend=broken_backend)
+    with torch.no_grad(), caplog.at_level("WARNING"):
+        ours = _forward(dm, x, timesteps, context, den._block)
+        stock = _forward(dm, x, timesteps, context)
+    torch._dynamo.reset()
+    assert den.runner.mode == "eager"
+    assert "compiling the training block failed" in caplog.text and "no C compiler" in caplog.text
+    assert ((ours[0] - stock[0]).norm() / stock[0].norm()).item() <= 1e-5
+
+
+def test_blocks_run_eagerly_where_compiling_cannot_pay_and_the_log_says_why(pack_modules, caplog):
+    block_compile = pack_modules("comfy_adapters.block_compile")
+    with caplog.at_level("INFO"):
+        runner = block_compile.choose_runner(_dit("2.3"), torch.device("cpu"))
+    assert runner.mode == "eager"
+    assert "run eagerly (not compiled): the device is cpu" in caplog.text
+
+
 def test_self_check_refuses_a_changed_comfyui_block(pack_modules, monkeypatch):
     denoiser_mod = pack_modules("comfy_adapters.denoiser")
     from comfy.ldm.lightricks.av_model import BasicAVTransformerBlock

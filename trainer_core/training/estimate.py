@@ -17,9 +17,9 @@ import torch
 from .config import TrainConfig
 from .denoiser import Denoiser
 from ..problems import ERROR, Problem
-from .estimate_model import (ALLOCATOR_SLACK, BLOCK_OVERHEAD_S, ModelShape, Plan, Vram, Workload, checkpoint_bytes,
-                             device_throughput, flops_per_step, lora_parameters, optimizer_state_bytes, ram_bytes,
-                             vram_breakdown)
+from .estimate_model import (ALLOCATOR_SLACK, BLOCK_OVERHEAD_S, COMPILED_BLOCK_OVERHEAD_S, ModelShape, Plan, Vram,
+                             Workload, checkpoint_bytes, device_throughput, flops_per_step, lora_parameters,
+                             optimizer_state_bytes, ram_bytes, vram_breakdown)
 
 GiB = 2 ** 30
 
@@ -165,13 +165,13 @@ def device_memory_available(device: torch.device | str) -> int | None:
 def estimate(denoiser: Denoiser, config: TrainConfig, workload: Workload, *, device: torch.device | str = "cuda",
              vram_available: int | None = None, ram_available: int | None = None,
              output_dir: str | os.PathLike | None = None, offload_fraction: float = 0.0,
-             throughput: float | None = None) -> Estimate:
+             throughput: float | None = None, compiled_blocks: bool = False) -> Estimate:
     """Estimate a run of ``config`` on ``workload`` (see ``largest_workload``) before any step.
 
     ``vram_available`` is everything the run may use on the GPU including the weights already there (the node
     gets it from ComfyUI's model management, headless code from ``device_memory_available``); ``None`` skips
     the check. ``offload_fraction`` is the share of base weights ComfyUI streams from RAM. ``throughput`` (FLOP/s)
-    overrides ``device_throughput(device)``."""
+    overrides ``device_throughput(device)``. ``compiled_blocks``: the training block runs compiled (CUDA only)."""
     config.validate()
     shape = ModelShape.of(denoiser)
     plan = Plan.of(config, offload_fraction)
@@ -183,8 +183,10 @@ def estimate(denoiser: Denoiser, config: TrainConfig, workload: Workload, *, dev
     # A new checkpoint is written before the oldest is pruned, so one more than kept is on disk for a moment.
     kept = n_checkpoints if config.keep_checkpoints == 0 else min(config.keep_checkpoints + 1, n_checkpoints)
     flops = flops_per_step(shape, workload, plan)
-    rate = throughput or device_throughput(device)
-    overhead = BLOCK_OVERHEAD_S.get(device_type, BLOCK_OVERHEAD_S["cpu"]) * shape.n_blocks
+    compiled = compiled_blocks and device_type == "cuda"
+    rate = throughput or device_throughput(device, compiled)
+    per_block = COMPILED_BLOCK_OVERHEAD_S if compiled else BLOCK_OVERHEAD_S.get(device_type, BLOCK_OVERHEAD_S["cpu"])
+    overhead = per_block * shape.n_blocks
     est = Estimate(
         bucket=workload.bucket, video_tokens=workload.video_tokens, lora_params=p, lora_bytes=4 * p,
         optimizer_bytes=optimizer_state_bytes(plan.optimizer, p), vram=vram, vram_available=vram_available,

@@ -92,6 +92,10 @@ unfused pointwise work and launches are the rest)."""
 BLOCK_OVERHEAD_S = {"cuda": 0.0034, "cpu": 0.12}
 """Seconds per transformer block per step that FLOPs do not account for: unhidden kernel launches on a GPU (fitted
 on the H200), per-op framework overhead on a CPU (the tiny model on 2 cores, where it is nearly the whole step)."""
+COMPILED_ACHIEVED_FRACTION, COMPILED_BLOCK_OVERHEAD_S = 0.615, 0.0048
+"""The same two with the training block compiled (comfy_adapters/block_compile.py): fused pointwise work, and the
+host time per block that is still not hidden (fitted on the H100 node-path runs of 2026-12-08 at 960x544x49 and
+512x512x49, bench/RESULTS.md)."""
 # Datasheet dense bf16 (fp32-accumulate) peaks; anything unknown is taken as H100-class until the probe runs.
 DATASHEET_BF16_FLOPS = {"H200": 989e12, "H100": 989e12, "GH200": 989e12, "A100": 312e12, "L40S": 362e12,
                         "RTX 5090": 209e12, "RTX 4090": 165e12}
@@ -351,14 +355,14 @@ def flops_per_step(shape: ModelShape, work: Workload, plan: Plan) -> float:
     return linear * (forwards + 1) + attention * (forwards + 2)
 
 
-def device_throughput(device: torch.device | str) -> float:
-    """Achieved FLOP/s of a training step on this device: a calibrated share of the datasheet peak on a GPU, a
-    quick fp32 matmul measurement on a CPU."""
+def device_throughput(device: torch.device | str, compiled: bool = False) -> float:
+    """Achieved FLOP/s of a training step on this device: a calibrated share of the datasheet peak on a GPU (larger
+    with the compiled block), a quick fp32 matmul measurement on a CPU."""
     device = torch.device(device)
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device) if torch.cuda.is_available() else ""
         peak = next((v for k, v in DATASHEET_BF16_FLOPS.items() if k in name), _DEFAULT_PEAK)
-        return ACHIEVED_FRACTION * peak
+        return (COMPILED_ACHIEVED_FRACTION if compiled else ACHIEVED_FRACTION) * peak
     a = torch.randn(512, 512)
     a @ a
     started = time.perf_counter()

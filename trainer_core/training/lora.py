@@ -75,10 +75,18 @@ class LoraAdapter(nn.Module):
         with torch.no_grad():
             self.lora_A.copy_(torch.rand(rank, in_features, generator=generator) * 2 * bound - bound)
 
-    def delta(self, x: torch.Tensor) -> torch.Tensor:
-        # Under autocast these run in bf16 with the fp32 masters cast once per call.
-        h = F.linear(x.to(self.lora_A.dtype) if not torch.is_autocast_enabled(x.device.type) else x, self.lora_A)
-        return F.linear(h, self.lora_B) * self.scale
+    def add_to(self, output: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """``output + scale * B(A x)`` in the activation's dtype: the fp32 masters are cast down (autocast caches
+        that cast for the whole forward), never the activations up, and the scaled product accumulates into the
+        base layer's output inside one GEMM (``addmm``) instead of a product, a scale and an add."""
+        if torch.is_autocast_enabled(x.device.type):
+            a, b = self.lora_A, self.lora_B
+        else:
+            a, b = self.lora_A.to(output.dtype), self.lora_B.to(output.dtype)
+            x = x.to(output.dtype)
+        h = F.linear(x, a)
+        flat = torch.addmm(output.reshape(-1, output.shape[-1]), h.reshape(-1, self.rank), b.t(), alpha=self.scale)
+        return flat.view(output.shape)
 
 
 class LoraSet(nn.Module):
@@ -164,5 +172,5 @@ class LoraSet(nn.Module):
 
 def _hook(adapter: LoraAdapter):
     def apply(module, args, output):
-        return output + adapter.delta(args[0]).to(output.dtype)
+        return adapter.add_to(output, args[0])
     return apply
