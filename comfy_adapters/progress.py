@@ -1,13 +1,18 @@
 """Training progress for the ComfyUI front end: the progress bar, live websocket events, and a small status
 route so a reloaded page can pick a running (or finished) training back up.
 
-Event ``ltx23_trainer.progress`` (and ``GET /ltx23_trainer/status`` -> ``{node_id: last event}``) carries:
-``node, state ("estimate"|"running"|"checkpoint"|"stopped"|"done"|"error"), step, total, loss, loss_ema, lr,
-sec_per_step, eta_sec, losses (the whole history on state changes, the new point otherwise), estimate, message,
-checkpoint, learning`` (on "done": the "did it learn?" check's fields, its plain-words line in ``message``), and once ``begin`` ran: ``run_name`` (the folder under output/ltx23_trainer/runs, which is what
-"resume" needs), ``ema_beta`` (so a client can redraw the loss EMA from ``losses``).
+Event ``ltx23_trainer.progress`` (and ``GET /ltx23_trainer/status`` -> ``{"<prompt_id>:<node>": last event}``)
+carries: ``key, prompt_id, workflow_id`` (the id of the graph that queued it, from the prompt's workflow),
+``node, started`` (epoch seconds), ``elapsed_sec, state ("estimate"|"running"|"checkpoint"|"stopped"|"done"|
+"error"), step, total, loss, loss_ema, lr, sec_per_step, eta_sec, losses`` (the whole history on state changes,
+the new point otherwise), ``estimate, message, checkpoint, learning`` (on "done": the "did it learn?" check's
+fields, its plain-words line in ``message``), and once ``begin`` ran: ``run_name`` (the folder under
+output/ltx23_trainer/runs, which is what "resume" needs), ``ema_beta`` (so a client can redraw the loss EMA from
+``losses``).
 
-The status route keeps the whole history, so the panel in ``web/`` redraws a run after a page reload.
+Runs are keyed by prompt and node, never by node id alone: node ids repeat across workflows (every example
+workflow's trainer is node 7), so the panel in ``web/`` shows a run only on the graph whose ``workflow_id`` queued
+it. The route keeps the newest ``KEEP_RUNS`` runs with their whole history, so a reloaded page redraws them.
 """
 
 from __future__ import annotations
@@ -15,10 +20,12 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 
 from ..trainer_core.training.estimate import format_bytes
 
 EVENT = "ltx23_trainer.progress"
+KEEP_RUNS = 16
 EVENTS_FILE = "events.jsonl"
 _status: dict[str, dict] = {}
 _lock = threading.Lock()
@@ -63,7 +70,8 @@ def register_routes() -> None:
 class TrainingProgress:
     """Forwards ``trainer_core`` events to ComfyUI: ProgressBar with loss in its text, websocket events, status."""
 
-    def __init__(self, node_id: str | None, total_steps: int, events_path: str | None = None):
+    def __init__(self, node_id: str | None, total_steps: int, workflow_id: str | None = None,
+                 events_path: str | None = None):
         import comfy.utils
 
         self.node_id = node_id or "headless"
@@ -72,6 +80,10 @@ class TrainingProgress:
         self.losses: list[float] = []
         self.estimate: dict | None = None
         self.run: dict = {}
+        self.started = time.time()
+        prompt_id = _prompt_id()
+        self.ids = {"key": f"{prompt_id}:{self.node_id}", "prompt_id": prompt_id, "workflow_id": workflow_id,
+                    "node": self.node_id, "started": self.started}
 
     def begin(self, trainer, run_dir: str, preflight=None) -> None:
         """Publishes the pre-flight estimate (``trainer_core.training.estimate.Estimate``, optional) before the first step.
@@ -93,11 +105,15 @@ class TrainingProgress:
         self.publish("estimate", step=trainer.step, total=cfg.steps, loss_ema=trainer.loss_ema)
 
     def publish(self, state: str, **fields) -> None:
-        payload = {"node": self.node_id, "state": state, "estimate": self.estimate, **self.run, **fields}
+        payload = {**self.ids, "elapsed_sec": time.time() - self.started, "state": state, "estimate": self.estimate,
+                   **self.run, **fields}
         with _lock:
             stored = dict(payload)
             stored["losses"] = list(self.losses)
-            _status[self.node_id] = stored
+            _status.pop(self.ids["key"], None)
+            _status[self.ids["key"]] = stored
+            while len(_status) > KEEP_RUNS:
+                del _status[next(iter(_status))]
         if self.events_path:
             append_event(self.events_path, stored if state != "running" else payload)
         server = _server()
@@ -109,13 +125,42 @@ class TrainingProgress:
     def on_event(self, event) -> None:
         if event.kind == "step":
             self.losses.append(event.loss)
+            if self.estimate is not None and event.sec_per_step is not None:
+                # The pre-flight guess is replaced by what the run measures, every step.
+                self.estimate["time"] = (f"{event.sec_per_step:.2f} s/step, {_duration(event.eta_sec)} left "
+                                         "(measured)")
             self.bar.update_absolute(event.step, event.total_steps)
             self.publish("running", step=event.step, total=event.total_steps, loss=event.loss,
                          loss_ema=event.loss_ema, lr=event.lr, sec_per_step=event.sec_per_step,
                          eta_sec=event.eta_sec, losses=[event.loss])
         elif event.kind in ("checkpoint", "stopped", "done", "error"):
+            if event.kind == "done" and self.estimate is not None:
+                self.estimate["time"] = f"finished in {_duration(time.time() - self.started)}"
             self.publish(event.kind, step=event.step, total=event.total_steps, loss_ema=event.loss_ema,
                          checkpoint=event.path, message=event.message, learning=event.learning)
+
+
+def _prompt_id() -> str:
+    try:
+        from comfy_execution.utils import get_executing_context
+    except ImportError:
+        return "headless"
+    context = get_executing_context()
+    return context.prompt_id if context is not None else "headless"
+
+
+def workflow_id(extra_pnginfo) -> str | None:
+    """The id of the graph a prompt was queued from (the front end sends its workflow in ``extra_pnginfo``)."""
+    workflow = extra_pnginfo.get("workflow") if isinstance(extra_pnginfo, dict) else None
+    return str(workflow["id"]) if isinstance(workflow, dict) and workflow.get("id") else None
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    seconds = max(0, round(seconds))
+    h, m, s = seconds // 3600, seconds % 3600 // 60, seconds % 60
+    return f"{h}h {m:02d}m" if h else f"{m}m {s:02d}s" if m else f"{s}s"
 
 
 def append_event(path: str, payload: dict) -> None:

@@ -65,7 +65,8 @@ class _Probe:
 
 def train_on_loaded_model(model, data: TrainingData, config: TrainConfig, out_dir: str, *, node_id: str | None = None,
                           resume: bool = False, buckets=(), parallel: Parallel | None = None,
-                          events_path: str | None = None) -> ComfyTrainingRun:
+                          events_path: str | None = None, dataset_fingerprint: str = "",
+                          workflow_id: str | None = None) -> ComfyTrainingRun:
     """Trains on a clone of ``model`` (a ComfyUI ModelPatcher); the user's model is left exactly as it was.
     A cancel ends the run with a resumable checkpoint and then raises ComfyUI's interrupt. ``parallel`` and
     ``events_path`` are for headless runs (``headless.py``): the process group, and a file the panel can follow."""
@@ -87,10 +88,10 @@ def train_on_loaded_model(model, data: TrainingData, config: TrainConfig, out_di
                          offload_fraction=streamed, compiled_blocks=compiled)
     preflight.raise_if_unfit()
     parity = ensure_training_forward_matches(dm, device, denoiser.dtype)
-    progress = TrainingProgress(node_id, config.steps, events_path=events_path)
+    progress = TrainingProgress(node_id, config.steps, workflow_id=workflow_id, events_path=events_path)
     probe = _Probe(preflight, progress, device)
     trainer = LoraTrainer(denoiser, data, config, out_dir, on_event=probe, should_stop=mm.processing_interrupted,
-                          buckets=buckets, device=device, parallel=parallel)
+                          buckets=buckets, device=device, parallel=parallel, dataset_fingerprint=dataset_fingerprint)
     if resume:
         trainer.resume(os.path.join(out_dir, "checkpoints"))
     progress.begin(trainer, out_dir, preflight)

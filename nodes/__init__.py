@@ -27,7 +27,11 @@ class LTX23TrainerExtension(ComfyExtension):
         register_routes()
 
     async def get_node_list(self):
+        from ..comfy_adapters.errors import tidy_exception_names
+
         nodes = []
         for name in NODE_MODULES:
             nodes.extend(importlib.import_module(f"{__name__}.{name}").NODES)
+        # After the imports, so every module that defines an exception is loaded.
+        tidy_exception_names(__name__.rsplit(".", 1)[0])
         return nodes

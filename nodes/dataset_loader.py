@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import folder_paths
-from comfy_api.latest import io, ui
+from comfy_api.latest import io
 
 from ..comfy_adapters.captioner import token_counter
+from ..comfy_adapters.report import problems_of, report_ui
 from ..trainer_core.data import dataset
 
 REPORT_SUBFOLDER = Path("ltx23_trainer") / "reports"
@@ -81,7 +82,19 @@ class DatasetLoader(io.ComfyNode):
         if not handle.usable_items():
             raise ValueError(f"No usable files in {handle.source}: every item was left out. Fix the problems "
                              f"listed below, then run again.\n\n{report}")
-        return io.NodeOutput(handle, report, ui=ui.PreviewText(report))
+        return io.NodeOutput(handle, report, ui=_report_ui(handle, report))
+
+
+def _report_ui(handle: dataset.DatasetHandle, report: str) -> dict:
+    s = handle.summary()
+    return report_ui(
+        report, verdict=f"{s['usable']} usable, {s['excluded']} excluded",
+        tone="warn" if s["excluded"] or s["warnings"] else "ok",
+        counts=[("usable", s["usable"], "ok"), ("excluded", s["excluded"], "error" if s["excluded"] else "info"),
+                ("warnings", s["warnings"], "warn" if s["warnings"] else "info"), ("videos", s["videos"], "info"),
+                ("images", s["images"], "info")],
+        problems=problems_of(handle.blocking_problems()),
+        lines=[f"dataset fingerprint {handle.fingerprint[:12]}"])
 
 
 def _write_report(handle: dataset.DatasetHandle) -> Path:

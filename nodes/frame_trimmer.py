@@ -7,8 +7,11 @@ from pathlib import Path
 import folder_paths
 from comfy_api.latest import io, ui
 
+from ..comfy_adapters.report import problems_of, report_ui
 from ..trainer_core.data import buckets as bucketing
 from ..trainer_core.data import trimmer
+from ..trainer_core.problems import is_blocking
+
 REPORT_SUBFOLDER = Path("ltx23_trainer") / "reports"
 DEFAULT_BUCKETS = "768x512x49;512x768x49;640x640x49;768x512x1"
 
@@ -83,7 +86,20 @@ class FrameTrimmer(io.ComfyNode):
         preview, failures = trimmer.preview_tiles(handle, per_bucket=preview_per_bucket)
         if failures:
             report += "\n\nPreview could not decode:\n" + "\n".join(f"  - {f}" for f in failures)
-        return io.NodeOutput(handle, preview, report, ui=ui.PreviewImage(preview, cls=cls))
+        return io.NodeOutput(handle, preview, report,
+                             ui=_report_ui(handle, report, failures, ui.PreviewImage(preview, cls=cls).as_dict()))
+
+
+def _report_ui(handle: trimmer.SamplesHandle, report: str, failures: list[str], preview: dict) -> dict:
+    excluded = sum(1 for e in handle.entries if not e.included)
+    problems = problems_of((e.item_id, p) for e in handle.entries for p in e.problems if is_blocking(p))
+    problems += [{"level": "warning", "text": f"preview: {f}", "fix": ""} for f in failures]
+    return report_ui(
+        report, verdict=f"{len(handle.samples)} samples from {len(handle.entries) - excluded} files, "
+                        f"{excluded} excluded", tone="warn" if excluded else "ok",
+        counts=[("samples", len(handle.samples), "ok"), ("excluded", excluded, "error" if excluded else "info"),
+                *((f"{b}", n, "info") for b, n in handle.bucket_counts().items())],
+        problems=problems, **preview)
 
 
 NODES = [FrameTrimmer]

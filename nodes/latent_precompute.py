@@ -14,6 +14,7 @@ by. Tests (and any future "conditioning in" path) pass an object with ``tokenize
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from fractions import Fraction
@@ -21,6 +22,8 @@ from fractions import Fraction
 import torch
 from comfy_api.latest import InputImpl, Types, io, ui
 
+from ..comfy_adapters.report import report_ui
+from ..trainer_core.training.estimate import format_bytes
 from ..trainer_core.cache import latent_cache as lc
 from ..trainer_core.cache.encoders import check_frames, module_identity
 from ..trainer_core.cache.precompute import decode_check as decode_cached, precompute
@@ -268,11 +271,30 @@ class LatentPrecompute(io.ComfyNode):
         else:
             first = items[0]
             preview = torch.zeros(1, first.height, first.width, 3)
+        cache = dataclasses.replace(report.cache, dataset_fingerprint=getattr(samples, "dataset_fingerprint", ""))
         summary = report.summary()
-        ui_out = {"text": (summary,)}
-        if results:
-            ui_out.update({"images": results, "animated": (True,)})
-        return io.NodeOutput(report.cache, summary, preview, ui=ui_out)
+        media = {"images": results, "animated": (True,)} if results else {}
+        return io.NodeOutput(cache, summary, preview, ui=_report_ui(report, summary, media))
+
+
+def _report_ui(report, summary: str, media: dict) -> dict:
+    c = report.cache
+    problems = []
+    if report.no_audio:
+        problems.append(("warning", f"{len(report.no_audio)} clips have no sound track; they train video-only",
+                         "add sound to them, or leave 'train_audio' off"))
+    if report.stale_files and not report.pruned:
+        problems.append(("info", f"{len(report.stale_files)} cache files no sample uses "
+                                 f"({report.stale_bytes / 1e6:.1f} MB)", "turn on prune_stale to delete them"))
+    encoded, reused = report.computed.get("media", 0), report.reused.get("media", 0)
+    return report_ui(
+        summary, verdict=f"{c.num_samples} samples cached: {encoded} encoded, {reused} reused",
+        tone="warn" if report.no_audio else "ok",
+        counts=[("samples", c.num_samples, "ok"), ("encoded", encoded, "info"), ("reused", reused, "info"),
+                ("on disk", format_bytes(c.bytes_on_disk), "info")],
+        problems=problems,
+        lines=["buckets: " + ", ".join(f"{b} x{n}" for b, n in sorted(c.buckets.items())), f"folder: {c.path}"],
+        **media)
 
 
 NODES = [LatentPrecompute]

@@ -18,6 +18,7 @@ from ..trainer_core.training.checkpoints import latest_checkpoint
 from ..trainer_core.training.config import RECIPES, TrainConfig, recipe_config
 from ..trainer_core.output.lora_file import LoraFile, comfy_state_dict
 from ..comfy_adapters.job_export import export_job
+from ..comfy_adapters.progress import workflow_id
 from ..comfy_adapters.training import train_on_loaded_model
 
 RUN_ON = ("this ComfyUI", "export job")
@@ -151,7 +152,7 @@ class LoraTrainerNode(io.ComfyNode):
                 io.String.Output(display_name="report", tooltip="Steps, final loss, where the LoRA and "
                                  "checkpoints are, and the training self-check."),
             ],
-            hidden=[io.Hidden.unique_id],
+            hidden=[io.Hidden.unique_id, io.Hidden.extra_pnginfo],
             not_idempotent=True,
         )
 
@@ -176,7 +177,9 @@ class LoraTrainerNode(io.ComfyNode):
             return cls._export(model, latent_cache, cfg, out_dir, resume, gpus)
         data = latent_cache.open()
         run = train_on_loaded_model(model, data, cfg, out_dir, node_id=cls.hidden.unique_id, resume=resume,
-                                    buckets=latent_cache.buckets)
+                                    buckets=latent_cache.buckets,
+                                    dataset_fingerprint=getattr(latent_cache, "dataset_fingerprint", ""),
+                                    workflow_id=workflow_id(cls.hidden.extra_pnginfo))
         result, trainer, parity = run.result, run.trainer, run.parity
 
         newest = latest_checkpoint(os.path.join(out_dir, "checkpoints"))

@@ -15,6 +15,8 @@ from comfy_api.latest import io
 from ..trainer_core.output import lora_card
 from ..trainer_core.output.lora_file import save_comfy_lora
 from ..comfy_adapters.lora import check_base, checkpoint_name, model_version
+from ..comfy_adapters.report import report_ui
+from ..trainer_core.training.estimate import format_bytes
 from .lora_trainer import LORA
 
 SWEEP = io.Custom("LTX23_SWEEP")
@@ -51,7 +53,7 @@ class SaveComfyLora(io.ComfyNode):
             ],
             outputs=[
                 io.String.Output(display_name="lora_name", tooltip="The saved file's name in the loras folder."),
-                io.String.Output(display_name="summary"),
+                io.String.Output(display_name="summary", tooltip="Where it was saved, what it holds, its base model."),
             ],
             is_output_node=True,
         )
@@ -93,7 +95,14 @@ class SaveComfyLora(io.ComfyNode):
                    f"Base: {lora_card.VERSION_NAMES.get(meta.get('base_model_version'), 'unknown')}"
                    + (f", recommended strength {recommended:g}" if recommended is not None else "") + "."
                    + "".join(f" Note: {n}." for n in notes))
-        return io.NodeOutput(name, summary, ui={"text": (summary,)})
+        where = os.path.relpath(folder, os.path.dirname(folder_paths.models_dir))
+        where = folder if where.startswith("..") else where
+        return io.NodeOutput(name, summary, ui=report_ui(
+            summary, verdict=f"saved as {name} in {where}", tone="ok",
+            counts=[("modules", len(filtered.weights), "info"), ("on disk", format_bytes(info["bytes"]), "info")]
+            + ([("recommended strength", f"{recommended:g}", "ok")] if recommended is not None else []),
+            problems=[("warning", n, "connect the MODEL the LoRA was trained on") for n in notes],
+            lines=[f"LoRA loaders list it as: {name}", f"folder: {folder}"]))
 
 
 NODES = [SaveComfyLora]

@@ -19,8 +19,10 @@ from comfy_api.latest import io
 
 from ..trainer_core.output import sweep as sw
 from ..trainer_core.output import sweep_grid, sweep_scores
+from ..trainer_core.output.sweep_presets import PRESETS, apply_preset
 from ..trainer_core.atomic import write_text_atomic
 from ..comfy_adapters.lora import NO_FILE, apply_lora, diffusion_model, guard, log, lora_file_names, resolve_lora
+from ..comfy_adapters.sweep_report import record_on_file, sweep_report_ui
 from .latent_precompute import LATENT_CACHE
 from .lora_trainer import LORA
 from .save_comfy_lora import SWEEP
@@ -94,9 +96,17 @@ class ValidationSweep(io.ComfyNode):
                 io.Model.Input("model", tooltip="The LTX-2.3 MODEL (with the distilled LoRA already applied for "
                                                 "'distilled' mode on a dev checkpoint)."),
                 io.Vae.Input("vae", tooltip="The LTX-2.3 video VAE, to decode the samples for viewing."),
-                LORA.Input("lora", optional=True, tooltip="A LoRA from the trainer. Wins over 'lora_name'."),
+                LORA.Input("lora", optional=True, tooltip="A LoRA from the trainer or the LoRA Inspector (pick the "
+                                                         "file there: one selector for both). Wins over 'lora_name'."),
                 io.Combo.Input("lora_name", options=[NO_FILE, *lora_file_names()], default=NO_FILE,
-                               tooltip="Or any LoRA file in the loras folder (this pack's, ltx-trainer's, kohya)."),
+                               tooltip="Only when nothing is connected to 'lora': any LoRA file in the loras folder "
+                                       "(this pack's, ltx-trainer's, kohya)."),
+                io.Combo.Input("preset", options=list(PRESETS), default="quick",
+                               tooltip="quick (default): the first trigger prompt, its no-trigger twin and the "
+                                       "first off-topic prompt, 2 seeds, strengths 0/0.5/1.0 at 320x192x17, no "
+                                       "per-cell clips (18 small cells: a first check). thorough: every prompt "
+                                       "line, 3 seeds, strengths 0 to 1.25 in steps of 0.25 at 512x320x25, clips "
+                                       "saved. custom: 'seeds', 'strengths', size and 'save_clips' below."),
                 io.Clip.Input("clip", optional=True, tooltip="The LTX-2.3 text encoder, to encode the prompts."),
                 LATENT_CACHE.Input("cache", optional=True,
                                    tooltip="The latent cache the LoRA was trained on: its training clips are what "
@@ -115,8 +125,10 @@ class ValidationSweep(io.ComfyNode):
                                 tooltip="Used when CFG > 1. With a latent cache it must be one of its prompts "
                                         "(empty uses the cache's empty text)."),
                 io.String.Input("strengths", default="0, 0.5, 0.75, 1.0",
-                                tooltip="LoRA strengths to compare; 0 (the base model) is always added."),
-                io.Int.Input("seeds", default=3, min=1, max=16, tooltip="Seeds per prompt."),
+                                tooltip="Preset 'custom' only: LoRA strengths to compare; 0 (the base model) is "
+                                        "always added."),
+                io.Int.Input("seeds", default=3, min=1, max=16, tooltip="Preset 'custom' only: seeds per prompt "
+                                                                        "(2 or more to measure seed spread)."),
                 # Not named "seed": the front end would add a randomize-after-run control, and a sweep compares
                 # fixed seeds across runs.
                 io.Int.Input("first_seed", default=0, min=0, max=2**31 - 1,
@@ -126,14 +138,20 @@ class ValidationSweep(io.ComfyNode):
                                        "distilled sigmas (dev checkpoint + distilled LoRA, or the distilled model)."),
                 io.Int.Input("steps", default=0, min=0, max=200, tooltip="0 = the mode's default."),
                 io.Float.Input("cfg", default=0.0, min=0.0, max=30.0, step=0.1, tooltip="0 = the mode's default."),
-                io.Int.Input("width", default=512, min=32, max=4096, step=32),
-                io.Int.Input("height", default=320, min=32, max=4096, step=32),
-                io.Int.Input("frames", default=25, min=1, max=257, step=8, tooltip="8n+1 frames."),
+                io.Int.Input("width", default=512, min=32, max=4096, step=32,
+                             tooltip="Preset 'custom' only: width of every sample in pixels, a multiple of 32 "
+                                     "(default 512). Larger is closer to real use but each cell takes longer."),
+                io.Int.Input("height", default=320, min=32, max=4096, step=32,
+                             tooltip="Preset 'custom' only: height in pixels, a multiple of 32 (default 320)."),
+                io.Int.Input("frames", default=25, min=1, max=257, step=8,
+                             tooltip="Preset 'custom' only: frames per sample, 8n+1."),
                 io.Float.Input("fps", default=24.0, min=1.0, max=120.0, step=0.01,
                                tooltip="Frame rate the model is told (it shapes motion) and of the saved clips."),
-                io.Combo.Input("sampler_name", options=_sampler_names(), default="euler", advanced=True),
+                io.Combo.Input("sampler_name", options=_sampler_names(), default="euler", advanced=True,
+                               tooltip="ComfyUI sampler for every cell (default euler, what LTX-2.3 graphs use)."),
                 io.Boolean.Input("save_clips", default=True, advanced=True,
-                                 tooltip="Also save one clip per grid cell (full resolution)."),
+                                 tooltip="Preset 'custom' only: also save one clip per grid cell (full "
+                                         "resolution)."),
                 io.String.Input("filename_prefix", default="ltx23_sweep/sweep", advanced=True,
                                 tooltip="Where in the output folder the grid, clips and scores go."),
                 io.Boolean.Input("allow_base_mismatch", default=False, advanced=True,
@@ -143,9 +161,11 @@ class ValidationSweep(io.ComfyNode):
                 SWEEP.Output(display_name="sweep", tooltip="Scores and recommended strength, for Save Comfy LoRA."),
                 io.Float.Output(display_name="recommended_strength",
                                 tooltip="0 when the LoRA changes nothing."),
-                io.String.Output(display_name="report"),
+                io.String.Output(display_name="report", tooltip="Scores, verdict and where the grid went."),
                 io.Image.Output(display_name="grid_frame",
                                 tooltip="The grid's middle frame, as an image (the video is in the output folder)."),
+                LORA.Output(display_name="lora", tooltip="The swept LoRA with the result in its run card, for the "
+                                                         "LoRA Inspector or Save Comfy LoRA."),
             ],
             hidden=[io.Hidden.unique_id],
             is_output_node=True,
@@ -156,20 +176,24 @@ class ValidationSweep(io.ComfyNode):
                 off_topic_prompts=DEFAULT_OFF_TOPIC, no_trigger_prompts="", negative_prompt="",
                 strengths="0, 0.5, 0.75, 1.0", seeds=3, first_seed=0, mode="dev", steps=0, cfg=0.0, width=512,
                 height=320, frames=25, fps=24.0, sampler_name="euler", save_clips=True,
-                filename_prefix="ltx23_sweep/sweep", allow_base_mismatch=False, lora=None, clip=None, cache=None) -> io.NodeOutput:
+                filename_prefix="ltx23_sweep/sweep", allow_base_mismatch=False, lora=None, clip=None, cache=None,
+                preset="quick") -> io.NodeOutput:
         import comfy.model_management as mm
         import comfy.sample
         import comfy.samplers
         import comfy.utils
 
+        choice = apply_preset(preset, sw.parse_lines(trigger_prompts), sw.parse_lines(off_topic_prompts),
+                              sw.parse_lines(no_trigger_prompts), sw.parse_strengths(strengths), seeds, save_clips,
+                              (width, height, frames))
+        save_clips, (width, height, frames) = choice.save_clips, choice.size
         if width % 32 or height % 32 or (frames - 1) % 8:
             raise ValueError(f"{width}x{height}x{frames}: width and height must be multiples of 32 and frames 8n+1 "
                              "(e.g. 512x320x25)")
         lora_file, name = resolve_lora(lora, lora_name)
         compat = guard(model, lora_file, name, allow_base_mismatch)
-        plan = sw.make_plan(trigger, sw.parse_lines(trigger_prompts), sw.parse_lines(off_topic_prompts),
-                            sw.parse_lines(no_trigger_prompts), sw.parse_strengths(strengths),
-                            range(first_seed, first_seed + seeds))
+        plan = sw.make_plan(trigger, choice.trigger_prompts, choice.off_topic_prompts, choice.no_trigger_prompts,
+                            choice.strengths, range(first_seed, first_seed + choice.seeds))
         steps, cfg = sw.mode_settings(mode, steps, cfg)
         conditioner = _Conditioner(model, fps, clip=clip, cache=cache)
         conditioner.check(plan.texts() + ([negative_prompt.strip()] if cfg != 1.0 else []))
@@ -214,7 +238,7 @@ class ValidationSweep(io.ComfyNode):
         sweep_grid.write_mp4(os.path.join(folder, stem + "_grid.mp4"), grid, fps)
 
         report = "\n".join([f"LoRA: {name}. {compat.message}",
-                            f"{len(rows)} rows x {len(plan.strengths)} strengths, {mode} mode, {steps} steps, "
+                            f"{len(rows)} rows x {len(plan.strengths)} strengths ({preset}), {mode} mode, {steps} steps, "
                             f"CFG {cfg:g}, {width}x{height}x{frames} @ {fps:g} fps.", scores.report(),
                             f"Saved to {os.path.join(folder, stem)}_grid.mp4" + (" and _clips/" if save_clips else "")])
         if scores.recommended is None:
@@ -224,10 +248,12 @@ class ValidationSweep(io.ComfyNode):
                   "prompts": {g: list(p) for g, p in plan.prompts.items()}, "seeds": list(plan.seeds),
                   "grid": os.path.join(folder, stem + "_grid.mp4")}
         write_text_atomic(os.path.join(folder, stem + "_scores.json"), json.dumps(result, indent=1))
-        ui = {"images": [{"filename": stem + "_grid.mp4", "subfolder": subfolder, "type": "output"}],
-              "animated": (True,), "text": (report,)}
+        lora_file, card = record_on_file(lora_file, result)
+        report += "\n" + card
+        ui = sweep_report_ui(result, report, card, images=[{"filename": stem + "_grid.mp4", "subfolder": subfolder,
+                                                            "type": "output"}], animated=(True,))
         middle = grid[grid.shape[0] // 2][None].float() / 255
-        return io.NodeOutput(result, float(scores.recommended or 0.0), report, middle, ui=ui)
+        return io.NodeOutput(result, float(scores.recommended or 0.0), report, middle, lora_file, ui=ui)
 
 
 def _sampler_names() -> list[str]:

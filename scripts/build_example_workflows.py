@@ -39,8 +39,9 @@ MODELS = {
 _COMMON = {"4": [0, 0], "5": [420, 0], "1": [0, 460], "2": [0, 640], "3": [0, 860], "6": [840, 0],
            "7": [1300, 0], "8": [1780, 0]}
 LAYOUTS = {"character_lora_from_clips": _COMMON, "style_lora_from_images": _COMMON,
-           "lora_strength_sweep": {"1": [0, 0], "2": [0, 200], "3": [420, 0], "4": [880, 0]}}
-NOTE_POS = [420, 520]
+           "lora_strength_sweep": {"1": [0, 0], "2": [0, 200], "4": [420, 0], "3": [900, 0]}}
+NOTE_POS = {"lora_strength_sweep": [0, 380]}
+"""Where the note goes; [420, 520] unless named here (the sweep node grows tall with its report)."""
 
 # Steps a workflow offers but leaves bypassed (mode 4): not in the API twin, since a bypassed node is not queued.
 # "inputs": input -> [source node id, output slot]; "feeds": output slot 0 -> [(target node id, input name)].
@@ -59,8 +60,8 @@ NOTES = {
    each with a `.txt` caption of the same name. The Dataset Loader adds the trigger word **sks** to every caption.
 2. Models: `ltx-2.3-22b-dev.safetensors` in `models/checkpoints`, `gemma_3_12B_it_fp4_mixed.safetensors` in
    `models/text_encoders`.
-3. Queue. Check the Dataset Loader and Frame Trimmer reports first; Latent Precompute encodes everything once, then
-   the trainer's panel shows the loss, speed, ETA and the pre-flight estimate.
+3. Queue. Each node shows its report on the node (counts first, then each problem with its fix). Latent
+   Precompute encodes everything once, then the trainer's panel shows the loss, speed, ETA and the pre-flight estimate.
 4. Cancel any time: a checkpoint is saved. Press **Set up resume** on the panel and queue again to continue.
 5. Save Comfy LoRA writes it to `models/loras/ltx23/`. Prompt with "sks ..." at strength 0.75-1.0.
 
@@ -83,17 +84,19 @@ its table. Existing captions are kept unless you choose `replace` (old text kept
 Recipe defaults: rank 32 (64 for very detailed styles), alpha = rank, learning rate 1e-4, 1500 steps.""",
     "lora_strength_sweep": """## Strength sweep for any LTX-2.3 LoRA
 
-1. Pick the LoRA in both `lora_name` boxes: this pack's, ltx-trainer's (`lora_weights_step_*.safetensors`) or a
-   kohya-style file, copied into `models/loras`.
-2. The Inspector says which base model the file was trained for. **LTX-2 LoRAs produce garbage on LTX-2.3**: the
-   sweep stops on them (turn on `allow_base_mismatch` only to see how they fail).
+1. Pick the LoRA in the sweep's `lora_name` (the only LoRA box): this pack's, ltx-trainer's
+   (`lora_weights_step_*.safetensors`) or a kohya-style file, copied into `models/loras`.
+2. **LTX-2 LoRAs produce garbage on LTX-2.3**: the sweep stops on them (turn on `allow_base_mismatch` only to see
+   how they fail). The Inspector, fed by the sweep, shows the base model and the file's run card.
 3. Put your trigger word in `trigger`, 2-3 prompts that should show the LoRA in `trigger_prompts`, and 2-3
    unrelated scenes in `off_topic_prompts`. The sweep also runs the trigger prompts without the trigger.
-4. Queue. The grid video (rows prompt x seed, columns strength) and one clip per cell go to
-   `output/ltx23_sweep/`; the node shows the grid and the scores: trigger effect, bleed into prompts without the
-   trigger and off-topic prompts, seed consistency, and a recommended strength.
-5. `mode`: **dev** (CFG 3.5, 20 steps) for the dev checkpoint; **distilled** (CFG 1, 8 steps) with the distilled
-   model or the distilled LoRA applied to the MODEL first. 512x320x25 keeps the sweep to a few minutes.""",
+4. `preset`: **quick** (default, 18 small cells: first prompts, 2 seeds, strengths 0/0.5/1 at 320x192x17) for a
+   first check; **thorough** (every prompt, 3 seeds, 0-1.25 at 512x320x25, one clip per cell); **custom** uses
+   `seeds`, `strengths` and the size widgets.
+5. Queue. The node shows the verdict, the recommended strength and the score table next to the grid video
+   (`output/ltx23_sweep/`). The recommendation is written into this pack's LoRA files, so the Inspector shows it.
+6. `mode`: **dev** (CFG 3.5, 20 steps) for the dev checkpoint; **distilled** (CFG 1, 8 steps) with the distilled
+   model or the distilled LoRA applied to the MODEL first.""",
 }
 
 BUILD = """async ([prompt, layout, notePos, models, name, optional]) => {
@@ -144,8 +147,8 @@ def main(names: list[str]) -> None:
         with browser_page(server) as (page, errors):
             for name in names:
                 prompt = json.loads((WORKFLOWS / "api" / f"{name}.json").read_text())
-                ui = json.loads(page.evaluate(BUILD, [prompt, LAYOUTS[name], NOTE_POS, MODELS, f"{name}.json",
-                                                    OPTIONAL_STEPS.get(name, [])]))
+                ui = json.loads(page.evaluate(BUILD, [prompt, LAYOUTS[name], NOTE_POS.get(name, [420, 520]), MODELS,
+                                                  f"{name}.json", OPTIONAL_STEPS.get(name, [])]))
                 # The note's text is set here: in the page, widget values of graphs loaded by loadApiJson share
                 # one store (every such graph has the all-zero id), so a second workflow got the first one's text.
                 (note,) = [n for n in ui["nodes"] if n["type"] == "MarkdownNote"]

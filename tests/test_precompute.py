@@ -107,7 +107,7 @@ def test_first_run_encodes_everything_and_reads_back(tmp_path, encoders):
     assert cache.item(0).context is cache.item(1).context  # shared caption: one file, one tensor in memory
 
     h = report.cache
-    assert h.num_samples == 3 and h.buckets == {"128x2x2x2": 2, "128x1x2x3": 1}
+    assert h.num_samples == 3 and h.buckets == {"64x64x9": 2, "96x64x1": 1}
     assert h.context_shape == (16, 24) and h.storage_dtype == "bf16"
     assert h.bytes_on_disk == sum(os.path.getsize(os.path.join(dp, f)) for dp, _, fs in os.walk(tmp_path)
                                   for f in fs if f.endswith(".safetensors"))

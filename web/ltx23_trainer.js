@@ -1,12 +1,16 @@
 // Live panel on the LTX-2.3 LoRA Trainer node: loss chart (raw and EMA), step / total, s/step, ETA, lr, the
 // pre-flight estimate, cancel / resume state and the latest validation preview.
 //
-// Data: the server sends `ltx23_trainer.progress` websocket events (nodes/progress.py). A running step carries only
-// its new loss; state changes carry the whole history. `GET /ltx23_trainer/status` returns the last event of every
-// trainer node with the whole history, so a reloaded page (or one opened mid-run) draws the run at once.
+// Data: the server sends `ltx23_trainer.progress` websocket events (comfy_adapters/progress.py). A running step
+// carries only its new loss; state changes carry the whole history. `GET /ltx23_trainer/status` returns the last
+// event of recent runs with the whole history, so a reloaded page (or one opened mid-run) draws the run at once.
+// Runs are keyed by prompt and node; a panel shows the newest run that its own graph (workflow id) queued, so a
+// workflow opened later never shows another graph's run.
 
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
+import { drawLossChart } from "./ltx23_chart.js";
+import { graphId, graphOfPrompt, trackQueuedPrompts } from "./ltx23_prompts.js";
 
 const TRAINER = "LTX23Trainer_LoraTrainer";
 const SWEEP = "LTX23Trainer_ValidationSweep";
@@ -38,8 +42,8 @@ const ESTIMATE_LABELS = {
   time: ["time", (v) => v],
 };
 
-// Latest state per node id. Panels read it when they are created, so data that arrived before the workflow was
-// (re)loaded is drawn as soon as the node appears.
+// Latest state per run ("<prompt id>:<node id>"). Panels read it when they are created, so data that arrived
+// before the workflow was (re)loaded is drawn as soon as the node appears.
 const runs = new Map();
 const panels = new Set();
 
@@ -70,17 +74,6 @@ function formatSecPerStep(v) {
   return v < 1 ? `${(v * 1000).toFixed(0)} ms` : `${v.toFixed(2)} s`;
 }
 
-function emaSeries(losses, beta) {
-  // The trainer's own recurrence (trainer_core/trainer.py), so the redrawn curve matches the reported EMA.
-  const out = new Array(losses.length);
-  let ema = null;
-  for (let i = 0; i < losses.length; i++) {
-    ema = ema === null ? losses[i] : beta * ema + (1 - beta) * losses[i];
-    out[i] = ema;
-  }
-  return out;
-}
-
 let refetchTimer = null;
 let lastFetch = 0;
 
@@ -90,10 +83,10 @@ async function fetchStatus() {
     const res = await api.fetchApi(STATUS_ROUTE);
     if (!res.ok) return;
     const all = await res.json();
-    for (const [id, payload] of Object.entries(all)) {
-      runs.set(id, { ...runs.get(id), ...payload, losses: payload.losses ?? [] });
-      redraw(id);
+    for (const [key, payload] of Object.entries(all)) {
+      runs.set(key, { ...runs.get(key), ...payload, losses: payload.losses ?? [], receivedAt: Date.now() });
     }
+    redrawAll();
   } catch {
     // The server is restarting or unreachable: the "reconnected" event fetches again.
   }
@@ -110,8 +103,8 @@ function scheduleFetch() {
 }
 
 function onProgress(payload) {
-  const id = String(payload.node);
-  const prev = runs.get(id);
+  const key = payload.key ?? `${payload.prompt_id}:${payload.node}`;
+  const prev = runs.get(key);
   let run;
   if (payload.state === "running" && prev && prev.losses) {
     run = { ...prev, ...payload, losses: prev.losses.concat(payload.losses ?? []) };
@@ -119,13 +112,30 @@ function onProgress(payload) {
     run = { ...prev, ...payload, losses: payload.losses ?? prev?.losses ?? [] };
   }
   if (payload.state === "estimate") delete run.preview;
-  runs.set(id, run);
+  run.receivedAt = Date.now();
+  runs.set(key, run);
   if (run.step != null && run.losses.length !== run.step) scheduleFetch();
-  redraw(id);
+  redrawAll();
 }
 
-function redraw(id) {
-  for (const panel of panels) if (String(panel.node.id) === id) panel.update();
+function redrawAll() {
+  for (const panel of panels) panel.update();
+}
+
+function runGraph(run) {
+  // The server reads the workflow id from the prompt; prompts queued without one fall back to this page's record.
+  return run.workflow_id ?? graphOfPrompt(run.prompt_id);
+}
+
+function runFor(node) {
+  // The newest run of this node id that this node's graph queued.
+  const gid = graphId(node.graph);
+  let best = null;
+  for (const run of runs.values()) {
+    if (String(run.node) !== String(node.id) || runGraph(run) !== gid) continue;
+    if (!best || (run.started ?? 0) >= (best.started ?? 0)) best = run;
+  }
+  return best;
 }
 
 function sweepSource(node) {
@@ -142,19 +152,20 @@ function onExecuted(detail) {
   const trainer = sweepSource(node);
   const media = detail.output?.images?.[0] ?? detail.output?.gifs?.[0];
   if (!trainer || !media) return;
-  const id = String(trainer.id);
-  runs.set(id, { ...(runs.get(id) ?? { state: "done", losses: [] }), preview: media });
-  redraw(id);
+  const key = `${detail.prompt_id}:${trainer.id}`;
+  if (!runs.has(key)) return; // the trainer of this prompt sent nothing: not a run of this graph
+  runs.set(key, { ...runs.get(key), preview: media });
+  redrawAll();
 }
 
 function onExecutionError(detail) {
   // An exception outside the training loop (out of memory while loading, a bad input) sends no trainer event:
   // without this the panel would show "Training" forever.
-  const id = String(detail.node_id);
-  const run = runs.get(id);
+  const key = `${detail.prompt_id}:${detail.node_id}`;
+  const run = runs.get(key);
   if (!run || !["estimate", "running", "checkpoint"].includes(run.state)) return;
-  runs.set(id, { ...run, state: "error", message: detail.exception_message });
-  redraw(id);
+  runs.set(key, { ...run, state: "error", message: detail.exception_message });
+  redrawAll();
 }
 
 function injectStyle() {
@@ -233,7 +244,7 @@ class Panel {
   }
 
   run() {
-    return runs.get(String(this.node.id)) ?? { state: "idle", losses: [] };
+    return runFor(this.node) ?? { state: "idle", losses: [] };
   }
 
   setUpResume() {
@@ -255,16 +266,22 @@ class Panel {
     const step = run.step ?? 0;
     const active = ["estimate", "running", "checkpoint"].includes(run.state);
     this.root.dataset.node = String(this.node.id);
+    this.root.dataset.graph = graphId(this.node.graph) ?? "";
+    this.root.dataset.prompt = run.prompt_id ?? "";
     this.root.dataset.state = run.state;
     this.root.dataset.points = String(run.losses.length);
-    this.stateEl.textContent = STATE_LABELS[run.state] ?? run.state;
+    const label = STATE_LABELS[run.state] ?? run.state;
+    this.stateEl.textContent = run.state === "done" && run.elapsed_sec != null
+      ? `${label}: finished in ${formatDuration(run.elapsed_sec)}` : label;
     this.stepsEl.textContent = total ? `step ${step} / ${total}` : "";
     this.barEl.style.width = total ? `${(100 * step) / total}%` : "0";
     this.stats.loss.textContent = formatLoss(run.loss ?? run.losses[run.losses.length - 1]);
     this.stats.ema.textContent = formatLoss(run.loss_ema);
     this.stats.lr.textContent = run.lr != null ? run.lr.toExponential(2) : "–";
     this.stats.speed.textContent = formatSecPerStep(run.sec_per_step);
-    this.stats.eta.textContent = active ? formatDuration(run.eta_sec) : "–";
+    // Between steps (slow ones take seconds) the ETA counts down from the last measurement.
+    const since = run.receivedAt ? (Date.now() - run.receivedAt) / 1000 : 0;
+    this.stats.eta.textContent = active && run.eta_sec != null ? formatDuration(run.eta_sec - since) : "–";
     this.stats.run.textContent = run.run_name ?? "–";
     this.stats.run.title = run.checkpoint ?? "";
 
@@ -333,86 +350,7 @@ class Panel {
   }
 
   draw() {
-    const canvas = this.canvas;
-    const dpr = window.devicePixelRatio || 1;
-    const w = Math.max(1, Math.round(canvas.clientWidth * dpr));
-    const h = Math.max(1, Math.round(canvas.clientHeight * dpr));
-    if (canvas.width !== w || canvas.height !== h) Object.assign(canvas, { width: w, height: h });
-    const ctx = canvas.getContext("2d");
-    ctx.clearRect(0, 0, w, h);
-    ctx.save();
-    ctx.scale(dpr, dpr);
-    const cw = w / dpr;
-    const ch = h / dpr;
-    const run = this.run();
-    const losses = run.losses.filter((v) => isFinite(v));
-    ctx.font = "10px sans-serif";
-    ctx.fillStyle = "#999";
-    if (losses.length < 2) {
-      ctx.textAlign = "center";
-      ctx.fillText(losses.length ? "waiting for more steps…" : "loss chart: queue the prompt to train", cw / 2, ch / 2);
-      ctx.restore();
-      return;
-    }
-    const ema = emaSeries(losses, run.ema_beta ?? 0.95);
-    // Early steps and single spikes are far above the rest; clip the top at the 98th percentile so the trend
-    // stays readable.
-    const sorted = [...losses].sort((a, b) => a - b);
-    let lo = Math.min(sorted[0], ...ema);
-    let hi = Math.max(sorted[Math.floor(0.98 * (sorted.length - 1))], ...ema);
-    if (hi - lo < 1e-9) { hi += 1e-3; lo -= 1e-3; }
-    const pad = { l: 40, r: 6, t: 12, b: 14 };
-    const pw = cw - pad.l - pad.r;
-    const ph = ch - pad.t - pad.b;
-    const total = Math.max(run.total ?? 0, losses.length);
-    const x = (i) => pad.l + (pw * i) / Math.max(1, total - 1);
-    const y = (v) => pad.t + ph * (1 - (Math.min(Math.max(v, lo), hi) - lo) / (hi - lo));
-
-    ctx.strokeStyle = "#ffffff22";
-    ctx.lineWidth = 1;
-    ctx.textAlign = "right";
-    for (let k = 0; k <= 3; k++) {
-      const v = lo + ((hi - lo) * k) / 3;
-      const yy = y(v);
-      ctx.beginPath();
-      ctx.moveTo(pad.l, yy);
-      ctx.lineTo(cw - pad.r, yy);
-      ctx.stroke();
-      ctx.fillText(v.toPrecision(3), pad.l - 4, yy + 3);
-    }
-    ctx.textAlign = "left";
-    ctx.fillText("1", pad.l, ch - 2);
-    ctx.textAlign = "right";
-    ctx.fillText(String(total), cw - pad.r, ch - 2);
-
-    this.line(ctx, losses, x, y, pw, "rgba(140,170,220,0.45)", 1);
-    this.line(ctx, ema, x, y, pw, "#4a9eff", 2);
-    ctx.textAlign = "left";
-    ctx.fillStyle = "rgba(140,170,220,0.9)";
-    ctx.fillText("loss", pad.l + 4, pad.t - 2);
-    ctx.fillStyle = "#4a9eff";
-    ctx.fillText("EMA", pad.l + 34, pad.t - 2);
-    ctx.restore();
-  }
-
-  line(ctx, values, x, y, pw, color, width) {
-    // Long runs have more steps than pixels: draw every column's min..max instead of thousands of segments.
-    ctx.strokeStyle = color;
-    ctx.lineWidth = width;
-    ctx.beginPath();
-    const stride = Math.max(1, Math.floor(values.length / Math.max(1, pw)));
-    for (let i = 0; i < values.length; i += stride) {
-      const chunk = values.slice(i, i + stride);
-      const xx = x(i);
-      if (i === 0) ctx.moveTo(xx, y(chunk[0]));
-      if (stride > 1) {
-        ctx.lineTo(xx, y(Math.min(...chunk)));
-        ctx.lineTo(xx, y(Math.max(...chunk)));
-      } else {
-        ctx.lineTo(xx, y(chunk[0]));
-      }
-    }
-    ctx.stroke();
+    drawLossChart(this.canvas, this.run());
   }
 }
 
@@ -439,6 +377,11 @@ function attachPanel(node) {
 app.registerExtension({
   name: "ltx23_trainer.panel",
   async setup() {
+    trackQueuedPrompts();
+    // The ETA counts down between step events.
+    setInterval(() => {
+      for (const panel of panels) if (["running", "checkpoint"].includes(panel.run().state)) panel.update();
+    }, 1000);
     api.addEventListener(EVENT, (e) => onProgress(e.detail));
     api.addEventListener("executed", (e) => onExecuted(e.detail));
     api.addEventListener("execution_error", (e) => onExecutionError(e.detail));

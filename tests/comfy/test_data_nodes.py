@@ -38,8 +38,13 @@ def test_nodes_are_registered_with_their_schema(comfy_pack):
 
 def test_loader_then_trimmer(comfy_env, comfy_pack, run_node, demo_folder):
     # A relative folder is read from ComfyUI's input directory.
-    dataset, report = run_node(LOADER, folder="demo_clips", **LOADER_DEFAULTS)
+    loaded = run_node(LOADER, folder="demo_clips", **LOADER_DEFAULTS)
+    dataset, report = loaded
     assert len(dataset.usable_items()) == 4
+    (shown,) = loaded.ui["ltx23_report"]
+    assert shown["verdict"] == "4 usable, 0 excluded" and shown["counts"][:2] == [["usable", 4, "ok"],
+                                                                                  ["excluded", 0, "info"]]
+    assert shown["lines"] == [f"dataset fingerprint {dataset.fingerprint[:12]}"] and shown["text"] == report
     assert "4 items: 4 usable" in report
     report_path = report.rsplit("JSON report: ", 1)[1].strip()
     assert report_path.startswith(str(comfy_env.path("output")))
@@ -52,6 +57,8 @@ def test_loader_then_trimmer(comfy_env, comfy_pack, run_node, demo_folder):
     assert tuple(preview.shape) == (4, 256, 256, 3)
     assert "4 samples from 4 items" in trim_report
     assert len(run.ui["images"]) == 4
+    (shown,) = run.ui["ltx23_report"]
+    assert shown["counts"][:2] == [["samples", 4, "ok"], ["excluded", 0, "info"]]
 
 
 def test_loader_fingerprint_follows_the_folder(comfy_pack, demo_folder):

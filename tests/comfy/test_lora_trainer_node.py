@@ -166,15 +166,27 @@ def test_a_run_that_will_not_fit_stops_before_training_and_names_fixes(ltx23, ru
     assert not comfy_env.path("output", "ltx23_trainer", "runs", "too_big").exists()
 
 
-def test_the_estimate_is_refined_by_measured_steps(ltx23, run_node, comfy_pack):
+def test_the_estimate_is_refined_by_measured_steps(ltx23, run_node, comfy_pack, monkeypatch):
     import importlib
 
     progress = importlib.import_module(f"{comfy_pack.module.__name__}.comfy_adapters.progress")
     model, cache = ltx23
+    shown = []
+    publish = progress.TrainingProgress.publish
+
+    def record(self, state, **fields):
+        shown.append((state, dict(self.estimate or {}).get("time")))
+        publish(self, state, **fields)
+
+    monkeypatch.setattr(progress.TrainingProgress, "publish", record)
     _train(run_node, model, cache, "probed", steps=8)
-    status = progress.status_snapshot()["1"]
-    assert status["state"] == "done" and len(status["losses"]) == 8
-    assert status["estimate"]["time"].endswith("(measured)") and status["estimate"]["samples"] == 4
+    (status,) = [s for s in progress.status_snapshot().values() if s["run_name"] == "probed"]
+    assert status["state"] == "done" and len(status["losses"]) == 8 and status["node"] == "1"
+    assert status["key"] == f"{status['prompt_id']}:1"
+    # Every step replaces the pre-flight guess with the measured speed; the end says how long it took.
+    running = [t for state, t in shown if state == "running"]
+    assert len(running) == 8 and all(t.endswith("left (measured)") for t in running)
+    assert status["estimate"]["time"].startswith("finished in ") and status["estimate"]["samples"] == 4
 
 
 def test_trains_on_an_fp8_weight_model(ltx23, run_node, comfy_env, tiny_ltx23_ckpt):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import os
 import shutil
@@ -39,6 +40,25 @@ def test_pack_registers_its_nodes(comfy_pack):
         info = cls.GET_NODE_INFO_V1()
         assert info["name"] == node_id
     assert nodes.EXTENSION_WEB_DIRS.get(PACK_DIR_NAME) == os.path.join(str(comfy_pack.module_path), "web")
+
+
+def test_every_input_and_output_has_a_tooltip(comfy_pack):
+    missing = []
+    for node_id, cls in comfy_pack.nodes.items():
+        schema = cls.GET_SCHEMA()
+        missing += [f"{node_id}.{i.id}" for i in schema.inputs if not i.tooltip]
+        missing += [f"{node_id} output {o.display_name or o.io_type}" for o in schema.outputs
+                    if o.io_type != "MODEL" and not o.tooltip]
+    assert not missing, missing
+
+
+def test_error_titles_name_pack_exceptions_plainly(comfy_pack):
+    """ComfyUI titles errors with module + qualname; the pack is imported under its folder path."""
+    import execution
+
+    strict_error = importlib.import_module(f"{comfy_pack.module.__name__}.trainer_core.data.dataset").StrictModeError
+    assert execution.full_type_name(strict_error) == "ltx23_trainer.StrictModeError"
+    assert execution.full_type_name(ValueError) == "ValueError"
 
 
 def _base_dir_with(tmp_path, pack_source):

@@ -94,7 +94,7 @@ def test_video_latents_equal_comfy_vae_encode(run_node, setup):
 
     assert any(lm.model is s["vae"].patcher for lm in mm.current_loaded_models)  # VAEEncode loaded it
     out = run(run_node, s, decode_check=1)
-    assert out.ui["images"][0]["filename"].endswith(".mp4") and out.ui["text"][0].startswith("Latent cache")
+    assert out.ui["images"][0]["filename"].endswith(".mp4") and out.ui["ltx23_report"][0]["text"].startswith("Latent cache")
     assert not any(lm.model is s["vae"].patcher for lm in mm.current_loaded_models)
 
 

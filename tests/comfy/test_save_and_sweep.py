@@ -9,6 +9,7 @@ import importlib
 import json
 import logging
 import os
+import shutil
 
 import av
 import pytest
@@ -26,7 +27,7 @@ OFF_TOPIC = "a quiet forest"
 ATTN = tuple(f"transformer_blocks.{b}.{a}.{p}" for b in range(tc.NUM_LAYERS) for a in ("attn1", "attn2")
              for p in ("to_q", "to_k", "to_v", "to_out.0"))
 # Cheap sweep: 2 seeds x (trigger, no-trigger, off-topic) rows x 3 strengths at 64x64x9, 2 sampler steps.
-SWEEP_ARGS = dict(trigger=TRIGGER, trigger_prompts=TRIGGER_PROMPT, off_topic_prompts=OFF_TOPIC,
+SWEEP_ARGS = dict(preset="custom", trigger=TRIGGER, trigger_prompts=TRIGGER_PROMPT, off_topic_prompts=OFF_TOPIC,
                   strengths="0, 0.5, 1.0", seeds=2, first_seed=0, steps=2, width=64, height=64, frames=9, fps=24.0)
 
 
@@ -238,7 +239,7 @@ def test_loader_applies_like_the_stock_loader(run_node, ltx23, lora_files, caplo
 # -- Validation Sweep --------------------------------------------------------------------------------------------
 
 def _sweep(run_node, model, vae, **inputs):
-    result, recommended, report, grid = run_node(SWEEP, model=model, vae=vae, **{**SWEEP_ARGS, **inputs})
+    result, recommended, report, grid, _ = run_node(SWEEP, model=model, vae=vae, **{**SWEEP_ARGS, **inputs})
     return result, recommended, report, grid
 
 
@@ -303,6 +304,43 @@ def test_sweep_scores_respond_to_the_lora(pack, run_node, ltx23, lora_files, cap
     for s in result["scores"]["strengths"]:
         assert s["bleed_no_trigger"] > 0 and s["bleed_off_topic"] > 0
         assert s["seed_consistency"] is not None and -1 <= s["seed_consistency"] <= 1
+
+
+def test_sweep_records_its_result_on_the_file_and_the_inspector_shows_it(run_node, ltx23, lora_files, comfy_env):
+    """One selector: the sweep picks the file, writes the recommendation into its run card (this pack's files
+    only) and hands the LoRA to the Inspector, whose report then shows it. The quick preset is 18 small cells."""
+    model, vae = ltx23
+    folder = _loras_dir(comfy_env)
+    shutil.copy(folder / "ours-23.safetensors", folder / "swept-23.safetensors")
+    clip = FakeClip(tc.raw_text_width("2.3"))
+    args = {k: v for k, v in SWEEP_ARGS.items() if k not in ("preset", "strengths", "seeds")}
+    run = run_node(SWEEP, model=model, vae=vae, lora_name="swept-23.safetensors", clip=clip, preset="quick",
+                   **{**args, "trigger_prompts": f"{TRIGGER_PROMPT}\nsks a blue cube", "off_topic_prompts": "a\nb"})
+    result, recommended, report, grid, swept = run
+    assert [s["strength"] for s in result["scores"]["strengths"]] == [0.5, 1.0]  # each against strength 0
+    assert len(result["seeds"]) == 2 and len(result["prompts"]["trigger"]) == 1 and result["size"] == [320, 192, 17]
+    assert not os.path.exists(result["grid"].replace("_grid.mp4", "_clips"))
+    with safe_open(str(folder / "swept-23.safetensors"), "pt") as fh:
+        meta = fh.metadata()
+    expected = "none" if result["recommended"] is None else f"{result['recommended']:g}"
+    assert meta["recommended_strength"] == expected == swept.metadata["recommended_strength"]
+    assert meta["pack"] and "recorded in" in report
+    (payload,) = run.ui["ltx23_report"]
+    assert payload["counts"][0] == ["recommended strength", expected, "error" if expected == "none" else "ok"]
+    assert payload["table"]["columns"][0] == "strength" and len(payload["table"]["rows"]) == 2
+    assert payload["verdict"] and run.ui["images"][0]["filename"].endswith("_grid.mp4")
+
+    inspected = run_node(INSPECT, lora_name="none", lora=swept, model=model)
+    text = inspected[0]
+    assert f"recommended_strength: {expected}" in text
+    (card,) = inspected.ui["ltx23_report"]
+    assert ["recommended strength", expected, "error" if expected == "none" else "ok"] in card["counts"]
+    assert card["verdict"].startswith("MATCH") and card["tone"] == "ok"
+    # A file another tool wrote is left exactly as it was.
+    before = (folder / "ltx-trainer.safetensors").read_bytes()
+    *_, report, _, _ = run_node(SWEEP, model=model, vae=vae, lora_name="ltx-trainer.safetensors", clip=clip,
+                                **{**SWEEP_ARGS, "seeds": 1, "strengths": "0, 1"})
+    assert (folder / "ltx-trainer.safetensors").read_bytes() == before and "left unchanged" in report
 
 
 def test_sweep_refuses_an_ltx2_lora_on_ltx23_and_names_missing_cache_prompts(run_node, ltx23, trained, lora_files):

@@ -138,13 +138,15 @@ class LatentCacheHandle:
     fingerprint: str
     num_samples: int
     buckets: dict[str, int]
-    """Latent shape ``"128x7x17x30"`` -> number of samples."""
+    """Pixel bucket ``"768x512x49"`` (width x height x frames) -> number of samples."""
     context_shape: tuple[int, ...]
     has_audio: bool
     has_reference: bool
     validation_prompts: tuple[str, ...]
     bytes_on_disk: int
     storage_dtype: str
+    dataset_fingerprint: str = ""
+    """The Dataset Loader's fingerprint of the files the samples came from, when the caller knows it."""
 
     def open(self, dtype: torch.dtype | None = None) -> "LatentCache":
         cache = LatentCache(self.path, dtype=dtype)
@@ -249,7 +251,7 @@ class LatentCache:
     def handle(self) -> LatentCacheHandle:
         buckets: dict[str, int] = {}
         for e in self.entries:
-            name = "x".join(str(d) for d in e["video_shape"])
+            name = e.get("bucket") or "x".join(str(d) for d in e["video_shape"])
             buckets[name] = buckets.get(name, 0) + 1
         return LatentCacheHandle(
             path=self.root, fingerprint=self.fingerprint(), num_samples=len(self),

@@ -366,6 +366,12 @@ def check_against_model(lora: BaseInference, shapes: dict[str, tuple[int, int]],
                          f"{lora_name} was trained for {lora.label} ({lora.source}); the model is {model_label}.")
 
 
+CARD_KEYS = ("base_checkpoint", "trigger_word", "training_steps", "recipe", "lora_targets", "resolution_buckets",
+             "fps", "learning_rate", "lr_schedule", "lr_warmup_steps", "loss_at_save", "recommended_strength",
+             "recommended_strength_source", "dataset_fingerprint", "pack_version")
+"""Run-card keys a report shows, in this order (the dataset fingerprint as the Dataset Loader prints it)."""
+
+
 def describe(lora: BaseInference, metadata: dict[str, str],
              weights: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> str:
     """A human-readable report of a LoRA file: base, evidence, and the run card when there is one."""
@@ -379,10 +385,8 @@ def describe(lora: BaseInference, metadata: dict[str, str],
                  f"blocks {blocks[0]}..{blocks[-1]}" if blocks else f"Modules: {len(shapes)}")
     if ranks:
         lines.append(f"Rank: {ranks[-1] if len(ranks) == 1 else ranks}")
-    card_keys = ("base_checkpoint", "trigger_word", "training_steps", "recipe", "lora_targets", "resolution_buckets",
-                 "fps", "loss_at_save", "recommended_strength", "recommended_strength_source", "dataset_fingerprint",
-                 "pack_version")
-    card = [(k, metadata[k]) for k in card_keys if metadata.get(k)]
+    card = [(k, metadata[k][:12] if k == "dataset_fingerprint" else metadata[k]) for k in CARD_KEYS
+            if metadata.get(k)]
     if card:
         lines.append("Run card:")
         lines += [f"  {k}: {v}" for k, v in card]

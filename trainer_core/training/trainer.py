@@ -93,7 +93,7 @@ class LoraTrainer:
     def __init__(self, denoiser: Denoiser, data: TrainingData, config: TrainConfig, output_dir: str | Path,
                  on_event: Callable[[TrainEvent], None] | None = None,
                  should_stop: Callable[[], bool] | None = None, buckets=(), device: torch.device | None = None,
-                 parallel: Parallel | None = None):
+                 parallel: Parallel | None = None, dataset_fingerprint: str = ""):
         self.denoiser = denoiser
         self.data = data
         self.cfg = config.validate()
@@ -104,6 +104,8 @@ class LoraTrainer:
         self.buckets = tuple(buckets)
         self.parallel = parallel or Parallel()
         self.parallel.check(self.cfg.gradient_accumulation)
+        # The run card names the dataset as the Dataset Loader shows it; the cache's own identity stays alongside.
+        self.dataset_fingerprint = dataset_fingerprint
         if len(data) == 0:
             raise ValueError("the training data is empty: precompute at least one sample first")
         targets = select_targets(denoiser.lora_targets(), self.cfg.targets)
@@ -331,9 +333,11 @@ class LoraTrainer:
             base_model_version=self.denoiser.base_model_version, rank=self.cfg.rank, alpha=self.cfg.alpha,
             targets=self.cfg.targets, modules=len(self.lora.names), trigger=self.cfg.trigger,
             steps=self.step if step is None else step, recipe=self.cfg.recipe,
-            dataset_fingerprint=self.data.fingerprint(), buckets=self.buckets,
+            dataset_fingerprint=self.dataset_fingerprint or self.data.fingerprint(), buckets=self.buckets,
             extra={"loss_ema": f"{self.loss_ema:.6g}" if self.loss_ema is not None else "",
-                   "fps": json.dumps(self.frame_rates),
+                   "fps": json.dumps(self.frame_rates), "latent_cache_fingerprint": self.data.fingerprint(),
+                   "learning_rate": f"{self.cfg.learning_rate:g}", "lr_schedule": self.cfg.schedule,
+                   "lr_warmup_steps": str(self.cfg.warmup_steps),
                    **({"learning_check": json.dumps(self.learning.fields())} if self.learning is not None else {})})
 
     def save_lora(self, path: str | Path, step: int | None = None, dtype=torch.bfloat16) -> dict:
