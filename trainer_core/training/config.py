@@ -12,7 +12,7 @@ import math
 SCHEDULES = ("constant", "linear", "cosine")
 OPTIMIZERS = ("adamw", "adamw8bit")
 PRECISIONS = ("bf16", "no")
-STRATEGIES = ("auto", "text_to_video")
+STRATEGIES = ("auto", "text_to_video", "ic")
 
 
 @dataclasses.dataclass
@@ -105,6 +105,10 @@ RECIPES: dict[str, dict] = {
     "style": dict(targets=("video_attn", "video_ff")),
     # Motion is learned from how frames evolve: half the time the first frame is given, as in image-to-video use.
     "motion": dict(targets=("video_attn", "video_ff"), first_frame_conditioning=0.5),
+    # IC-LoRA: ltx-trainer's v2v_ic_lora (video attention + feed-forward, lr 2e-4, first frame 0.2, reference always
+    # on) with its 3000 steps scaled to 30-50 pairs: 2000 steps is still 40-65 passes over the pairs.
+    "ic": dict(strategy="ic", targets=("video_attn", "video_ff"), learning_rate=2e-4, steps=2000,
+               first_frame_conditioning=0.2),
 }
 
 
