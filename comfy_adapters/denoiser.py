@@ -16,6 +16,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from ..trainer_core.training.denoiser import DenoiserInput, DenoiserOutput
+from .ic_guide import with_reference_guide
 from .training_block import training_block_forward
 
 
@@ -54,17 +55,20 @@ class ComfyLTXDenoiser:
         self.checkpointing = enabled
 
     def __call__(self, inputs: DenoiserInput) -> DenoiserOutput:
-        x = [inputs.video.to(self.dtype)]
+        video, timesteps, guide = inputs.video, inputs.video_timesteps, {}
+        if inputs.reference is not None:
+            video, timesteps, guide = with_reference_guide(inputs)
+        x = [video.to(self.dtype)]
         audio_t = inputs.sigma
         if inputs.audio is not None:
             x.append(inputs.audio.to(self.dtype))
             audio_t = inputs.audio_timesteps
         replace = {("double_block", i): self._block(i) for i in range(len(self.dm.transformer_blocks))}
-        out = self.dm(x, (inputs.video_timesteps, audio_t), inputs.context.to(self.dtype), frame_rate=inputs.fps,
-                      transformer_options={"patches_replace": {"dit": replace}})
+        out = self.dm(x, (timesteps, audio_t), inputs.context.to(self.dtype), frame_rate=inputs.fps,
+                      transformer_options={"patches_replace": {"dit": replace}}, **guide)
         if isinstance(out, (list, tuple)):
-            return DenoiserOutput(video=out[0], audio=out[1])
-        return DenoiserOutput(video=out)
+            return DenoiserOutput(video=out[0][:, :, :inputs.video.shape[2]], audio=out[1])
+        return DenoiserOutput(video=out[:, :, :inputs.video.shape[2]])
 
     def _block(self, index: int):
         # Bound by index: ComfyUI's ``original_block`` closes over its loop variable, so a checkpoint recompute
