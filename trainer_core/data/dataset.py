@@ -16,7 +16,7 @@ import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from . import media
+from . import media, pairs
 from ..atomic import write_text_atomic
 from ..problems import ERROR, INFO, WARNING, Problem, is_blocking, sorted_problems
 from .captions import TRIGGER_POSITIONS, apply_trigger, caption_problems
@@ -249,9 +249,8 @@ def load_dataset(config: DatasetConfig) -> DatasetHandle:
             item.reference_path = str(entry.reference_path)
             if entry.reference_path in probed:
                 item.reference_identity, item.reference_info, problem = probed[entry.reference_path]
-                if problem:
-                    item.problems.append(dataclasses.replace(problem, code="reference_" + problem.code,
-                                                             message="reference clip: " + problem.message))
+                item.problems.extend(pairs.reference_problems(entry.reference_path, problem, item.reference_info,
+                                                              item.info))
         if not any(p.code == "caption_not_utf8" or p.code == "caption_unreadable" for p in item.problems):
             item.problems.extend(caption_problems(entry.caption, entry.caption_source, config.trigger_word))
         item.caption = apply_trigger(entry.caption or "", config.trigger_word, config.trigger_position)
