@@ -160,3 +160,17 @@ def test_ic_refuses_partial_pairs_mixed_factors_and_uneven_sizes():
         strategies.for_run(recipe_config("ic"), odd)
     assert strategies.for_run(recipe_config("character"), tiny_data(d)).name == "text_to_video"
     assert strategies.for_run(recipe_config("character"), data).name == "ic"
+
+
+def test_preflight_estimate_counts_the_reference_tokens(tmp_path):
+    from trainer_core.training import estimate as est
+    from trainer_core.training.estimate_model import largest_workload
+
+    d = tiny_denoiser()
+    data = _pairs(2, target=(3, 4, 4), spatial=2, width=sum(d.context_widths()))
+    data.item = None  # the scan reads shapes only
+    plain, ic = largest_workload(data), largest_workload(data, with_reference=True)
+    assert (plain.video_tokens, ic.video_tokens) == (48, 48 + 3 * 2 * 2)
+    cfg = recipe_config("ic", mixed_precision="no", gradient_checkpointing=False)
+    small, large = (est.estimate(d, cfg, w, device="cpu", throughput=1e9, output_dir=tmp_path) for w in (plain, ic))
+    assert large.vram.activations > small.vram.activations

@@ -379,7 +379,8 @@ def describe(lora: BaseInference, metadata: dict[str, str],
                  f"blocks {blocks[0]}..{blocks[-1]}" if blocks else f"Modules: {len(shapes)}")
     if ranks:
         lines.append(f"Rank: {ranks[-1] if len(ranks) == 1 else ranks}")
-    card_keys = ("base_checkpoint", "trigger_word", "training_steps", "recipe", "lora_targets", "resolution_buckets",
+    card_keys = ("base_checkpoint", "trigger_word", "training_steps", "recipe", "strategy",
+                 "reference_downscale_factor", "reference_temporal_scale_factor", "lora_targets", "resolution_buckets",
                  "fps", "loss_at_save", "recommended_strength", "recommended_strength_source", "dataset_fingerprint",
                  "pack_version")
     card = [(k, metadata[k]) for k in card_keys if metadata.get(k)]
