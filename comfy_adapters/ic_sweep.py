@@ -12,7 +12,7 @@ import torch
 
 from ..trainer_core.atomic import write_text_atomic
 from ..trainer_core.output import sweep_grid
-from ..trainer_core.output.sweep_ic import clip_error, reference_factor, score_ic
+from ..trainer_core.output.sweep_ic import mse, reference_factor, score_ic
 from .ic_guide import add_reference_guide, crop_reference_guide
 
 
@@ -83,9 +83,10 @@ def run_ic_sweep(job: ICSweep, reference: torch.Tensor, ground_truth: torch.Tens
     ref_pixels = _frames(reference, frames, width // factor, height // factor, "reference")
     truth = None if ground_truth is None else _frames(ground_truth, frames, width, height, "ground truth")
     ref_latent = job.vae.encode(ref_pixels).float()
+    truth_latent = None if truth is None else job.vae.encode(truth).float()
     empty = {"samples": torch.zeros(1, 128, (frames - 1) // 8 + 1, height // 32, width // 32)}
 
-    decoded, errors = {}, {s: [] for s in job.strengths}
+    decoded, errors, pixel_errors = {}, {s: [] for s in job.strengths}, {s: [] for s in job.strengths}
     for strength in job.strengths:
         patched = job.apply_lora(job.model, job.lora, strength, job.name)
         for i, row in enumerate(job.rows):
@@ -98,7 +99,8 @@ def run_ic_sweep(job: ICSweep, reference: torch.Tensor, ground_truth: torch.Tens
             _, _, cropped = crop_reference_guide(pos, neg, {"samples": out, "noise_mask": latent["noise_mask"]})
             clip = job.vae.decode(cropped["samples"].float())[0].float().clamp(0, 1)
             if truth is not None:
-                errors[strength].append(clip_error(clip, truth))
+                errors[strength].append(mse(cropped["samples"].float(), truth_latent))
+                pixel_errors[strength].append(mse(clip, truth))
             if job.save_clips:
                 name = f"ic{row.prompt_index + 1}_seed{row.seed}_s{strength:g}.mp4"
                 sweep_grid.write_mp4(os.path.join(job.folder, job.stem + "_clips", name), clip, job.fps)
@@ -123,7 +125,7 @@ def run_ic_sweep(job: ICSweep, reference: torch.Tensor, ground_truth: torch.Tens
         result = {"kind": "ic", "recommended": None, "scores": None, "reference_downscale_factor": factor}
         lines.append("No ground truth connected: the grid shows reference | generated only, and nothing is scored.")
         return result, None, lines, grid
-    scores = score_ic(errors)
+    scores = score_ic(errors, pixel_errors)
     lines.append(scores.report())
     result = {"kind": "ic", "recommended": scores.recommended, "scores": scores.as_dict(),
               "reference_downscale_factor": factor}

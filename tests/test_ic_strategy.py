@@ -174,3 +174,19 @@ def test_preflight_estimate_counts_the_reference_tokens(tmp_path):
     cfg = recipe_config("ic", mixed_precision="no", gradient_checkpointing=False)
     small, large = (est.estimate(d, cfg, w, device="cpu", throughput=1e9, output_dir=tmp_path) for w in (plain, ic))
     assert large.vram.activations > small.vram.activations
+
+
+def test_ic_sweep_score_is_the_improvement_over_the_base_and_factor_is_read_as_int():
+    from trainer_core.output import sweep_ic
+
+    scores = sweep_ic.score_ic({0.0: [1.0, 3.0], 0.5: [1.0, 1.0], 1.0: [1.5, 1.5]},
+                               {0.0: [0.2, 0.2], 0.5: [0.1, 0.1], 1.0: [0.15, 0.15]})
+    by = {s.strength: s for s in scores.strengths}
+    assert by[0.5].improvement == pytest.approx(0.5) and by[1.0].improvement == pytest.approx(0.25)
+    assert scores.recommended == 0.5 and not scores.warnings and "50.0%" in scores.report()
+    flat = sweep_ic.score_ic({0.0: [1.0], 1.0: [0.99]}, {0.0: [0.1], 1.0: [0.1]})
+    assert flat.recommended is None and "has not learned" in flat.warnings[0]
+    assert sweep_ic.reference_factor({"reference_downscale_factor": "2"}) == 2
+    assert sweep_ic.reference_factor({}) == 1
+    with pytest.raises(ValueError, match="'2.0', not a whole number"):
+        sweep_ic.reference_factor({"reference_downscale_factor": "2.0"})

@@ -1,8 +1,9 @@
 """Scoring an IC-LoRA sweep: how much closer to the ground truth each strength's generations get than the base.
 
 For one reference the ground truth is known (the transformed clip a pair was made of), so the score is direct:
-the mean squared pixel error against the ground truth at each strength, and the improvement over strength 0
-(the base model with the same reference guide, prompt and seeds).
+the mean squared error against the ground truth's latents at each strength (what training minimises, and
+independent of how faithfully the VAE decodes), and the improvement over strength 0 (the base model with the same
+reference guide, prompt and seeds). The decoded pixels' error is reported beside it.
 """
 
 from __future__ import annotations
@@ -27,20 +28,19 @@ def reference_factor(metadata: dict) -> int:
                          "pipelines would ignore it. Re-save the LoRA with Save Comfy LoRA") from None
 
 
-def clip_error(generated: torch.Tensor, truth: torch.Tensor) -> float:
-    """Mean squared error of two ``[T, H, W, 3]`` clips in 0..1 (uint8 is scaled)."""
-    def unit(x):
-        return x.double() / 255 if x.dtype == torch.uint8 else x.double()
-    return float((unit(generated) - unit(truth)).pow(2).mean())
+def mse(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a.double() - b.double()).pow(2).mean())
 
 
 @dataclasses.dataclass
 class ICStrength:
     strength: float
     error: float
-    """Mean squared pixel error against the ground truth, over prompts and seeds."""
+    """Mean squared error against the ground truth's latents, over prompts and seeds."""
     improvement: float
     """1 - error / base error: 0.3 = 30% closer to the ground truth than the base model."""
+    pixel_error: float
+    """Mean squared error of the decoded clips against the ground truth's pixels (0..1)."""
 
 
 @dataclasses.dataclass
@@ -52,24 +52,28 @@ class ICScores:
     def as_dict(self) -> dict:
         return {"kind": "ic", "recommended": self.recommended, "warnings": self.warnings,
                 "strengths": [{"strength": s.strength, "error": round(s.error, 6),
-                               "improvement": round(s.improvement, 4)} for s in self.strengths]}
+                               "improvement": round(s.improvement, 4), "pixel_error": round(s.pixel_error, 6)}
+                              for s in self.strengths]}
 
     def report(self) -> str:
         lines = [*(f"WARNING: {w}" for w in self.warnings),
-                 "Closeness to the ground truth (mean squared pixel error; improvement over the base model):",
-                 f"{'strength':>8} {'error':>9} {'improvement':>11}"]
-        lines += [f"{s.strength:>8g} {s.error:>9.5f} {s.improvement:>10.1%}" for s in self.strengths]
+                 "Closeness to the ground truth (mean squared error of the latents; improvement over the base model; "
+                 "mean squared error of the decoded pixels):",
+                 f"{'strength':>8} {'error':>9} {'improvement':>11} {'pixels':>9}"]
+        lines += [f"{s.strength:>8g} {s.error:>9.5f} {s.improvement:>11.1%} {s.pixel_error:>9.5f}"
+                  for s in self.strengths]
         lines.append("Recommended strength: " + (f"{self.recommended:g}" if self.recommended is not None else "none"))
         return "\n".join(lines)
 
 
-def score_ic(errors: dict[float, list[float]]) -> ICScores:
-    """``errors``: per strength (0 included), the error of every (prompt, seed) row."""
+def score_ic(errors: dict[float, list[float]], pixel_errors: dict[float, list[float]]) -> ICScores:
+    """Per strength (0 included), the latent and pixel error of every (prompt, seed) row."""
     if 0.0 not in errors:
         raise ValueError("the IC sweep needs strength 0 (the base model) to compare with")
     mean = {s: sum(v) / len(v) for s, v in errors.items()}
+    pixels = {s: sum(v) / len(v) for s, v in pixel_errors.items()}
     base = mean[0.0]
-    rows = [ICStrength(s, mean[s], 1 - mean[s] / base if base > 0 else 0.0) for s in sorted(mean)]
+    rows = [ICStrength(s, mean[s], 1 - mean[s] / base if base > 0 else 0.0, pixels[s]) for s in sorted(mean)]
     candidates = [r for r in rows if r.strength != 0 and r.improvement >= MIN_IMPROVEMENT]
     warnings = []
     if not candidates:
