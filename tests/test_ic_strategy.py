@@ -190,3 +190,9 @@ def test_ic_sweep_score_is_the_improvement_over_the_base_and_factor_is_read_as_i
     assert sweep_ic.reference_factor({}) == 1
     with pytest.raises(ValueError, match="'2.0', not a whole number"):
         sweep_ic.reference_factor({"reference_downscale_factor": "2.0"})
+
+
+def test_ic_recipe_is_ltx_trainer_s_v2v_ic_lora_scaled_to_a_small_dataset():
+    cfg = recipe_config("ic")
+    assert cfg.strategy == "ic" and cfg.targets == ("video_attn", "video_ff")
+    assert (cfg.learning_rate, cfg.first_frame_conditioning, cfg.steps, cfg.rank) == (2e-4, 0.2, 2000, 32)
