@@ -73,7 +73,6 @@ def run_ic_sweep(job: ICSweep, reference: torch.Tensor, ground_truth: torch.Tens
     """Returns (result dict for SWEEP, recommended strength or None, report lines, grid video)."""
     import comfy.model_management as mm
     import comfy.sample
-    import comfy.samplers
 
     width, height, frames = job.size
     factor = reference_factor(job.lora.metadata)
@@ -105,10 +104,10 @@ def run_ic_sweep(job: ICSweep, reference: torch.Tensor, ground_truth: torch.Tens
                 name = f"ic{row.prompt_index + 1}_seed{row.seed}_s{strength:g}.mp4"
                 sweep_grid.write_mp4(os.path.join(job.folder, job.stem + "_clips", name), clip, job.fps)
             decoded[(i, strength)] = sweep_grid.fit_clip(clip, sweep_grid.grid_cell_size(
-                height, width, len(job.rows), len(job.strengths) + 2))
+                height, width, len(job.rows), len(job.strengths) + (2 if truth is not None else 1)))
             job.progress(1)
 
-    columns = ["reference", *[f"{s:g}" for s in job.strengths], "ground truth"]
+    columns = ["reference", *[f"{s:g}" for s in job.strengths], *(["ground truth"] if truth is not None else [])]
     ref_view = torch.nn.functional.interpolate(ref_pixels.permute(0, 3, 1, 2), size=(height, width),
                                                mode="nearest").permute(0, 2, 3, 1)
     cells = {}
