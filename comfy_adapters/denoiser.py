@@ -16,6 +16,7 @@ from torch import nn
 
 from ..trainer_core.training.denoiser import DenoiserInput, DenoiserOutput
 from .block_compile import BlockRunner, checkpointed_block, choose_runner, run_block
+from .ic_guide import with_reference_guide
 from .training_block import training_block_forward
 
 
@@ -68,17 +69,20 @@ class ComfyLTXDenoiser:
         self._sharded = [shard(_ShardedBlock(block, self)) for block in self.dm.transformer_blocks]
 
     def __call__(self, inputs: DenoiserInput) -> DenoiserOutput:
-        x = [inputs.video.to(self.dtype)]
+        video, timesteps, guide = inputs.video, inputs.video_timesteps, {}
+        if inputs.reference is not None:
+            video, timesteps, guide = with_reference_guide(inputs)
+        x = [video.to(self.dtype)]
         audio_t = inputs.sigma
         if inputs.audio is not None:
             x.append(inputs.audio.to(self.dtype))
             audio_t = inputs.audio_timesteps
         replace = {("double_block", i): self._block(i) for i in range(len(self.dm.transformer_blocks))}
-        out = self.dm(x, (inputs.video_timesteps, audio_t), inputs.context.to(self.dtype), frame_rate=inputs.fps,
-                      transformer_options={"patches_replace": {"dit": replace}})
+        out = self.dm(x, (timesteps, audio_t), inputs.context.to(self.dtype), frame_rate=inputs.fps,
+                      transformer_options={"patches_replace": {"dit": replace}}, **guide)
         if isinstance(out, (list, tuple)):
-            return DenoiserOutput(video=out[0], audio=out[1])
-        return DenoiserOutput(video=out)
+            return DenoiserOutput(video=out[0][:, :, :inputs.video.shape[2]], audio=out[1])
+        return DenoiserOutput(video=out[:, :, :inputs.video.shape[2]])
 
     def _block(self, index: int):
         # Bound by index: ComfyUI's ``original_block`` closes over its loop variable, so a checkpoint recompute

@@ -16,6 +16,7 @@ import time
 
 import torch
 
+from ..trainer_core.training import strategies
 from ..trainer_core.training.config import TrainConfig
 from ..trainer_core.training.estimate import (Estimate, device_memory_available, estimate, refine_with_probe,
                                               system_ram_available)
@@ -77,7 +78,8 @@ def train_on_loaded_model(model, data: TrainingData, config: TrainConfig, out_di
     wrap_cast_weights(patcher)
     dm = patcher.model.diffusion_model
     denoiser = ComfyLTXDenoiser(dm, patcher.model.get_dtype_inference())
-    workload = largest_workload(data, config.batch_size, config.train_audio)
+    ic = strategies.for_run(config, data).name == "ic"  # also refuses unusable pairs before any weight moves
+    workload = largest_workload(data, config.batch_size, config.train_audio, with_reference=ic)
     needed = estimate(denoiser, config, workload, device=device, output_dir=out_dir)
     mm.load_models_gpu([patcher], memory_required=needed.vram.peak - needed.vram.weights)
     streamed = 1.0 - patcher.loaded_size() / max(1, patcher.model_size()) if device.type == "cuda" else 0.0

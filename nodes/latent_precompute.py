@@ -27,6 +27,7 @@ from ..trainer_core.training.estimate import format_bytes
 from ..trainer_core.cache import latent_cache as lc
 from ..trainer_core.cache.encoders import check_frames, module_identity
 from ..trainer_core.cache.precompute import decode_check as decode_cached, precompute
+from ..trainer_core.cache.references import PAIRS, SOURCES, ReferenceSpec
 
 SAMPLES = io.Custom("LTX23_SAMPLES")
 LATENT_CACHE = io.Custom("LTX23_LATENT_CACHE")
@@ -206,6 +207,16 @@ class LatentPrecompute(io.ComfyNode):
                 io.Boolean.Input("prune_stale", default=False, advanced=True,
                                  tooltip="Delete cache files that no current sample or prompt uses "
                                  "(default off)."),
+                io.Combo.Input("reference", options=list(SOURCES), default=PAIRS,
+                               tooltip="IC-LoRA references. dataset pairs (default): each clip's reference video "
+                                       "(manifest reference_video column, or clip.ref.mp4 next to clip.mp4); clips "
+                                       "without one train text-to-video. The others derive the reference from "
+                                       "the clip itself, for a control IC-LoRA from target clips only: edges, "
+                                       "low resolution (detail/upscale), grayscale (colourize), inverted."),
+                io.Int.Input("reference_downscale_factor", default=1, min=1, max=8,
+                             tooltip="Encode references at the bucket size divided by this (default 1). 2 makes "
+                                     "the reference 4x cheaper to train on; the LoRA records it so sampling uses "
+                                     "the same factor. Must divide each bucket into multiples of 32."),
             ],
             outputs=[
                 LATENT_CACHE.Output(display_name="cache", tooltip="The latent cache, for the LoRA Trainer."),
@@ -230,7 +241,7 @@ class LatentPrecompute(io.ComfyNode):
     @classmethod
     def execute(cls, samples, vae, clip, model, cache_folder=DEFAULT_FOLDER, audio=False, validation_prompts="",
                 decode_check=1, batch_size=1, vae_tiling="auto", storage_dtype="bf16", prune_stale=False,
-                audio_vae=None) -> io.NodeOutput:
+                audio_vae=None, reference=PAIRS, reference_downscale_factor=1) -> io.NodeOutput:
         import comfy.model_management as mm
         import comfy.utils
 
@@ -260,7 +271,8 @@ class LatentPrecompute(io.ComfyNode):
             items, folder, video_encoder=video_encoder, text_conditioner=text, audio_encoder=audio_encoder,
             validation_prompts=[p.strip() for p in validation_prompts.splitlines()], batch_size=batch_size,
             storage_dtype=lc.DTYPES[storage_dtype], prune_stale=prune_stale, on_progress=on_progress,
-            check_cancel=mm.throw_exception_if_processing_interrupted, on_phase_done=on_phase_done)
+            check_cancel=mm.throw_exception_if_processing_interrupted, on_phase_done=on_phase_done,
+            reference=ReferenceSpec(reference, reference_downscale_factor))
 
         decoded = decode_cached(report.cache.open(), video_encoder, decode_check)
         unload(getattr(vae, "patcher", None), getattr(audio_vae, "patcher", None))

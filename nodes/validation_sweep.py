@@ -11,6 +11,7 @@ arrives without ``unprocessed_ltxav_embeds`` and at the width cross + audio cros
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 
@@ -18,9 +19,10 @@ import torch
 from comfy_api.latest import io
 
 from ..trainer_core.output import sweep as sw
-from ..trainer_core.output import sweep_grid, sweep_scores
+from ..trainer_core.output import sweep_grid, sweep_ic, sweep_scores
 from ..trainer_core.output.sweep_presets import PRESETS, apply_preset
 from ..trainer_core.atomic import write_text_atomic
+from ..comfy_adapters import ic_sweep
 from ..comfy_adapters.lora import NO_FILE, apply_lora, diffusion_model, guard, log, lora_file_names, resolve_lora
 from ..comfy_adapters.sweep_report import record_on_file, sweep_report_ui
 from .latent_precompute import LATENT_CACHE
@@ -156,6 +158,13 @@ class ValidationSweep(io.ComfyNode):
                                 tooltip="Where in the output folder the grid, clips and scores go."),
                 io.Boolean.Input("allow_base_mismatch", default=False, advanced=True,
                                  tooltip="Sweep even a LoRA trained for another base model (to show how it fails)."),
+                io.Image.Input("reference", optional=True,
+                               tooltip="IC-LoRA: the reference video (e.g. a held-out pair's reference) that guides "
+                                       "every generation, applied at the LoRA's reference_downscale_factor. The grid "
+                                       "becomes reference | one column per strength | ground truth."),
+                io.Image.Input("ground_truth", optional=True,
+                               tooltip="IC-LoRA: what the reference should turn into (the pair's target). The "
+                                       "score is how much closer to it each strength gets than the base model."),
             ],
             outputs=[
                 SWEEP.Output(display_name="sweep", tooltip="Scores and recommended strength, for Save Comfy LoRA."),
@@ -177,7 +186,7 @@ class ValidationSweep(io.ComfyNode):
                 strengths="0, 0.5, 0.75, 1.0", seeds=3, first_seed=0, mode="dev", steps=0, cfg=0.0, width=512,
                 height=320, frames=25, fps=24.0, sampler_name="euler", save_clips=True,
                 filename_prefix="ltx23_sweep/sweep", allow_base_mismatch=False, lora=None, clip=None, cache=None,
-                preset="quick") -> io.NodeOutput:
+                preset="quick", reference=None, ground_truth=None) -> io.NodeOutput:
         import comfy.model_management as mm
         import comfy.sample
         import comfy.samplers
@@ -194,6 +203,8 @@ class ValidationSweep(io.ComfyNode):
         compat = guard(model, lora_file, name, allow_base_mismatch)
         plan = sw.make_plan(trigger, choice.trigger_prompts, choice.off_topic_prompts, choice.no_trigger_prompts,
                             choice.strengths, range(first_seed, first_seed + choice.seeds))
+        if reference is not None:
+            plan = sweep_ic.ic_plan(plan)
         steps, cfg = sw.mode_settings(mode, steps, cfg)
         conditioner = _Conditioner(model, fps, clip=clip, cache=cache)
         conditioner.check(plan.texts() + ([negative_prompt.strip()] if cfg != 1.0 else []))
@@ -206,6 +217,16 @@ class ValidationSweep(io.ComfyNode):
         sampler = comfy.samplers.sampler_object(sampler_name)
         rows = plan.rows
         pbar = comfy.utils.ProgressBar(2 * plan.num_samples, node_id=cls.hidden.unique_id)
+        if reference is not None:
+            folder, subfolder, stem = _save_dir(filename_prefix)
+            job = ic_sweep.ICSweep(
+                model, vae, lora_file, name, functools.partial(apply_lora, allow_partial=allow_base_mismatch), rows,
+                positives, negative, list(plan.strengths), cfg, sampler, sigmas, (width, height, frames), fps,
+                folder, stem, save_clips, lambda n: pbar.update(2 * n))
+            header = f"LoRA: {name}. {compat.message}\n{mode} mode, {steps} steps, CFG {cfg:g}, {width}x{height}x{frames}"
+            result, recommended, report, middle, ui = ic_sweep.run_and_save(job, reference, ground_truth, subfolder,
+                                                                            header)
+            return io.NodeOutput(result, float(recommended or 0.0), report, middle, ui=ui)
         latents = {}
         for strength in plan.strengths:
             patched = apply_lora(model, lora_file, strength, name, allow_partial=allow_base_mismatch)

@@ -39,6 +39,8 @@ MODELS = {
 _COMMON = {"4": [0, 0], "5": [420, 0], "1": [0, 460], "2": [0, 640], "3": [0, 860], "6": [840, 0],
            "7": [1300, 0], "8": [1780, 0]}
 LAYOUTS = {"character_lora_from_clips": _COMMON, "style_lora_from_images": _COMMON,
+           "ic_lora_from_pairs": {**_COMMON, "9": [1300, 700], "11": [1300, 860], "12": [1300, 1000],
+                                  "13": [1300, 1160], "10": [1780, 460]},
            "lora_strength_sweep": {"1": [0, 0], "2": [0, 200], "4": [420, 0], "3": [900, 0]}}
 NOTE_POS = {"lora_strength_sweep": [0, 380]}
 """Where the note goes; [420, 520] unless named here (the sweep node grows tall with its report)."""
@@ -82,6 +84,19 @@ its table. Existing captions are kept unless you choose `replace` (old text kept
 5. Save Comfy LoRA writes it to `models/loras/ltx23/`. Prompt with "... in the zxq style".
 
 Recipe defaults: rank 32 (64 for very detailed styles), alpha = rank, learning rate 1e-4, 1500 steps.""",
+    "ic_lora_from_pairs": """## IC-LoRA from reference -> target pairs
+
+1. Put 30-50 pairs in `ComfyUI/input/ltx23_ic_pairs/`: the target `clip.mp4`, its reference `clip.ref.mp4`
+   (same length and aspect ratio) and a caption `clip.txt`. Or use a manifest with a `reference_video` column.
+   Only targets? Set Latent Precompute's `reference` to edges / low resolution / grayscale to derive them.
+2. Models: `ltx-2.3-22b-dev.safetensors` in `models/checkpoints`, `gemma_3_12B_it_fp4_mixed.safetensors` in
+   `models/text_encoders`.
+3. Keep one pair out of training as `input/ltx23_ic_heldout.ref.mp4` + `ltx23_ic_heldout.mp4`: the sweep guides
+   generation with that reference and scores how much closer to its target each strength gets than the base.
+4. Queue. The `ic` recipe trains video attention + feed-forward, lr 2e-4, 2000 steps, first frame given 20% of
+   the time; the reference is always given, clean, and never scored.
+5. `reference_downscale_factor` 2 makes training on the reference 4x cheaper; the LoRA file records it, and the
+   sweep (and Lightricks' IC pipelines) apply the reference at that factor.""",
     "lora_strength_sweep": """## Strength sweep for any LTX-2.3 LoRA
 
 1. Pick the LoRA in the sweep's `lora_name` (the only LoRA box): this pack's, ltx-trainer's

@@ -23,7 +23,7 @@ MODEL_FILES = {
     ("LTXAVTextEncoderLoader", "text_encoder"): "gemma_3_12B_it_fp4_mixed.safetensors",
     ("LTXVAudioVAELoader", "ckpt_name"): "ltx-2.3-22b-dev.safetensors",
 }
-REQUIRED = {"character_lora_from_clips", "style_lora_from_images"}
+REQUIRED = {"character_lora_from_clips", "style_lora_from_images", "ic_lora_from_pairs"}
 BYPASSED = 4
 # Optional steps a workflow offers bypassed (the user turns them on with Ctrl+B): workflow -> node types.
 OPTIONAL_STEPS = {"character_lora_from_clips": {"LTX23Trainer_CaptionDataset"}}
@@ -57,7 +57,8 @@ def ui_to_api(ui: dict) -> dict:
         values = node.get("widgets_values") or []
         assert len(values) == len(widget_names), (
             f"node {node['id']} ({node['type']}): {len(values)} widget values for widgets {widget_names}")
-        inputs = dict(zip(widget_names, values))
+        # The upload button of file pickers (LoadVideo) is saved with the node but never sent in the prompt.
+        inputs = {k: v for k, v in zip(widget_names, values) if k != "upload"}
         for slot in node.get("inputs", []):
             if slot.get("link") is not None:
                 inputs[slot["name"]] = source(slot["link"])

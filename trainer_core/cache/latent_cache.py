@@ -53,9 +53,12 @@ def dtype_name(dtype: torch.dtype) -> str:
     raise ValueError(f"unsupported storage dtype {dtype}; use one of {sorted(DTYPES)}")
 
 
-def media_key(sample: Sample, video_identity: str, storage_dtype: torch.dtype) -> str:
+def media_key(sample: Sample, video_identity: str, storage_dtype: torch.dtype, reference: str = "") -> str:
+    """``reference`` names how the sample's IC reference is made (``ReferenceSpec.key``), empty without one."""
     # The caption is blanked so that a caption edit keeps the (expensive) video latents.
     pixels = dataclasses.replace(sample, caption="").cache_key()
+    if reference:
+        return key_hash("media", pixels, video_identity, dtype_name(storage_dtype), reference)
     return key_hash("media", pixels, video_identity, dtype_name(storage_dtype))
 
 

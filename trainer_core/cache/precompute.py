@@ -9,6 +9,7 @@ cancel check; nothing here knows about ComfyUI.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import time
 from typing import Callable, Sequence
@@ -18,6 +19,7 @@ from safetensors import safe_open
 
 from . import latent_cache as lc
 from .encoders import AudioEncoder, TextConditioner, VideoDecoder, VideoEncoder, check_bucket
+from .references import ReferenceSpec
 from ..data.samples import Sample
 
 FrameLoader = Callable[[Sample], torch.Tensor]
@@ -172,6 +174,7 @@ def precompute(
     frame_loader: FrameLoader = load_frames,
     reference_loader: FrameLoader = load_reference_frames,
     audio_loader: AudioLoader = load_sample_audio,
+    reference: ReferenceSpec = ReferenceSpec(),
     batch_size: int = 1,
     text_batch_size: int = 16,
     storage_dtype: torch.dtype = torch.bfloat16,
@@ -185,7 +188,8 @@ def precompute(
     Valid files are reused, missing or changed ones computed; files no sample uses are reported (and deleted with
     ``prune_stale``). ``batch_size`` bounds how many clips of one bucket are decoded and encoded together;
     ``text_batch_size`` how many texts go to the conditioner per call. Audio is encoded when ``audio_encoder`` is
-    given. Open the result with ``LatentCache(cache_dir)`` or ``report.cache.open()``.
+    given. IC-LoRA reference latents are stored with a sample's video latents as ``reference`` says (the
+    dataset's pairs by default). Open the result with ``LatentCache(cache_dir)`` or ``report.cache.open()``.
     """
     if batch_size < 1 or text_batch_size < 1:
         raise ValueError("batch_size and text_batch_size must be at least 1")
@@ -208,7 +212,8 @@ def precompute(
     prompts = list(dict.fromkeys(p for p in validation_prompts if p.strip()))
     texts = list(dict.fromkeys([s.caption for s in samples] + [""] + prompts))
     tkeys = {t: lc.text_key(t, text_conditioner.identity, dt) for t in texts}
-    mkeys = {s.sample_id: lc.media_key(s, video_encoder.identity, dt) for s in samples}
+    mkeys = {s.sample_id: lc.media_key(s, video_encoder.identity, dt, reference.key() if reference.applies(s) else "")
+             for s in samples}
     akeys = {s.sample_id: lc.audio_key(s, audio_encoder.identity, dt) for s in samples} if audio_encoder else {}
 
     def entry_key(s: Sample) -> str:
@@ -257,16 +262,20 @@ def precompute(
     frames_encoded = 0
     by_bucket: dict[tuple, list[Sample]] = {}
     for s in todo_media:
-        by_bucket.setdefault((s.bucket, s.reference_path is not None), []).append(s)
+        if reference.applies(s):
+            reference.size(s)  # a factor that does not fit the bucket fails before anything is encoded
+        by_bucket.setdefault((s.bucket, reference.applies(s)), []).append(s)
     for group in by_bucket.values():
         for i in range(0, len(group), batch_size):
             cancel()
             batch = group[i:i + batch_size]
-            video = video_encoder.encode(torch.stack([_loaded(frame_loader, s, "frames") for s in batch]))
+            pixels = [_loaded(frame_loader, s, "frames") for s in batch]
+            video = video_encoder.encode(torch.stack(pixels))
             refs = None
-            if batch[0].reference_path is not None:
-                refs = video_encoder.encode(torch.stack([_loaded(reference_loader, s, "reference frames")
-                                                         for s in batch]))
+            if reference.applies(batch[0]):
+                loader = functools.partial(_loaded, reference_loader, what="reference frames")
+                refs = video_encoder.encode(torch.stack([reference.frames(s, p, loader)
+                                                         for s, p in zip(batch, pixels)]))
             for j, s in enumerate(batch):
                 if list(video[j].shape) != expected_latent_shape(s):
                     raise RuntimeError(f"the video encoder returned {list(video[j].shape)} for {s.sample_id!r} "

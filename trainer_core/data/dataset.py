@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable
 
-from . import media
+from . import media, pairs
 from ..atomic import write_text_atomic
 from ..problems import ERROR, INFO, WARNING, Problem, is_blocking, sorted_problems
 from .caption_lint import lint_captions
@@ -256,9 +256,8 @@ def load_dataset(config: DatasetConfig, count_tokens: Callable[[str], int] | Non
             item.reference_path = str(entry.reference_path)
             if entry.reference_path in probed:
                 item.reference_identity, item.reference_info, problem = probed[entry.reference_path]
-                if problem:
-                    item.problems.append(dataclasses.replace(problem, code="reference_" + problem.code,
-                                                             message="reference clip: " + problem.message))
+                item.problems.extend(pairs.reference_problems(entry.reference_path, problem, item.reference_info,
+                                                              item.info))
         if not any(p.code == "caption_not_utf8" or p.code == "caption_unreadable" for p in item.problems):
             item.problems.extend(caption_problems(entry.caption, entry.caption_source, config.trigger_word))
         item.caption = apply_trigger(entry.caption or "", config.trigger_word, config.trigger_position)

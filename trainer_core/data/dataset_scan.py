@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import media
+from . import media, pairs
 from ..problems import ERROR, INFO, WARNING, Problem
 from .captions import normalize_caption, read_caption_file
 
@@ -84,8 +84,11 @@ def scan_folder(root: Path, config: DatasetConfig) -> tuple[list[ScanEntry], lis
                 continue
             (manifests if path.suffix.lower() in MANIFEST_EXTENSIONS else ignored).append(rel)
             continue
+        if pairs.is_sidecar_reference(path):
+            continue
         sidecar = path.with_suffix(".txt")
-        entry = ScanEntry(rel, path, None, sidecar.relative_to(root).as_posix())
+        entry = ScanEntry(rel, path, None, sidecar.relative_to(root).as_posix(),
+                          reference_path=pairs.sidecar_reference(path))
         if sidecar.is_file():
             used_captions.add(sidecar)
             entry.caption, problem = read_caption_file(sidecar)
@@ -212,6 +215,8 @@ def scan_manifest(manifest: Path, root: Path, config: DatasetConfig) -> tuple[li
             entry.reference_path = (manifest.parent / reference.strip()).absolute()
             if not config.allow_outside_root and not _inside(entry.reference_path, root):
                 entry.problems.append(_outside_problem(f"reference {reference.strip()}", entry.reference_path, root))
+        else:
+            entry.reference_path = pairs.sidecar_reference(path)
         entries.append(entry)
     if not records:
         notes.append(Problem(ERROR, "manifest_empty", f"{manifest.name} lists no entries", "add entries to it"))

@@ -366,9 +366,10 @@ def check_against_model(lora: BaseInference, shapes: dict[str, tuple[int, int]],
                          f"{lora_name} was trained for {lora.label} ({lora.source}); the model is {model_label}.")
 
 
-CARD_KEYS = ("base_checkpoint", "trigger_word", "training_steps", "recipe", "lora_targets", "resolution_buckets",
-             "fps", "learning_rate", "lr_schedule", "lr_warmup_steps", "loss_at_save", "recommended_strength",
-             "recommended_strength_source", "dataset_fingerprint", "pack_version")
+CARD_KEYS = ("base_checkpoint", "trigger_word", "training_steps", "recipe", "strategy", "reference_downscale_factor",
+             "reference_temporal_scale_factor", "lora_targets", "resolution_buckets", "fps", "learning_rate",
+             "lr_schedule", "lr_warmup_steps", "loss_at_save", "recommended_strength", "recommended_strength_source",
+             "dataset_fingerprint", "pack_version")
 """Run-card keys a report shows, in this order (the dataset fingerprint as the Dataset Loader prints it)."""
 
 

@@ -31,6 +31,13 @@ class DenoiserInput:
     audio_timesteps: torch.Tensor | None = None
     """``[B, T]`` per-token audio sigma."""
     audio_sigma: torch.Tensor | None = None
+    reference: torch.Tensor | None = None
+    """``[B, 128, F'r, H'r, W'r]`` extra video tokens (IC-LoRA reference): attended to alongside ``video`` in
+    self-attention but not predicted; ``DenoiserOutput.video`` covers ``video`` only."""
+    reference_positions: torch.Tensor | None = None
+    """``[B, 3, F'r*H'r*W'r, 2]`` their RoPE positions on the target's pixel grid (``positions.py``)."""
+    reference_timesteps: torch.Tensor | None = None
+    """``[B, F'r*H'r*W'r]`` their per-token sigma (0: clean conditioning)."""
 
 
 @dataclasses.dataclass

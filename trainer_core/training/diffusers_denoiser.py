@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from .denoiser import DenoiserInput, DenoiserOutput
+from .positions import video_positions
 
 # Per-version architecture flags and the full-size dimensions (see shared notes, "2.0 vs 2.3").
 _FLAGS = {
@@ -95,6 +96,16 @@ class DiffusersLTX2Denoiser:
         video = inputs.video
         b, c, f, h, w = video.shape
         tokens = video.permute(0, 2, 3, 4, 1).reshape(b, f * h * w, c)
+        n_target = tokens.shape[1]
+        timesteps, coords = inputs.video_timesteps, None
+        if inputs.reference is not None:
+            # Reference tokens follow the target (ComfyUI's guide order); attention is order-free given positions.
+            ref = inputs.reference.to(tokens.dtype)
+            tokens = torch.cat([tokens, ref.permute(0, 2, 3, 4, 1).reshape(b, -1, c)], dim=1)
+            timesteps = torch.cat([timesteps, inputs.reference_timesteps.to(timesteps)], dim=1)
+            coords = torch.cat([video_positions(f, h, w, b).to(tokens.device),
+                                inputs.reference_positions.to(tokens.device, torch.float32)], dim=2)
+            coords[:, 0] = coords[:, 0] / float(inputs.fps)
         dv, _ = self._widths
         context = inputs.context.to(tokens.dtype)
         video_ctx, audio_ctx = context[..., :dv], context[..., dv:]
@@ -118,16 +129,16 @@ class DiffusersLTX2Denoiser:
             audio_hidden_states=audio_tokens,
             encoder_hidden_states=video_ctx,
             audio_encoder_hidden_states=audio_ctx,
-            timestep=inputs.video_timesteps.to(tokens.dtype) * self._scale,
+            timestep=timesteps.to(tokens.dtype) * self._scale,
             audio_timestep=audio_t.to(tokens.dtype) * self._scale,
             sigma=inputs.sigma.to(tokens.dtype) * self._scale,
             audio_sigma=audio_sigma.to(tokens.dtype) * self._scale,
-            num_frames=f, height=h, width=w, fps=float(inputs.fps), audio_num_frames=at,
+            num_frames=f, height=h, width=w, fps=float(inputs.fps), audio_num_frames=at, video_coords=coords,
             isolate_modalities=not has_audio,
             use_cross_timestep=self._ltx23,
             return_dict=False,
         )
-        out_video = v_out.reshape(b, f, h, w, c).permute(0, 4, 1, 2, 3)
+        out_video = v_out[:, :n_target].reshape(b, f, h, w, c).permute(0, 4, 1, 2, 3)
         out_audio = None
         if has_audio:
             out_audio = a_out.reshape(ab, at, ac, af).permute(0, 2, 1, 3)

@@ -207,10 +207,12 @@ class Workload:
     audio_tokens: int = 0
     """Audio latent steps T when the run trains audio, else 0."""
     batch_size: int = 1
+    reference_tokens: int = 0
+    """IC-LoRA reference tokens per sample: they run through every video layer alongside the target's."""
 
     @property
     def video_tokens(self) -> int:
-        return math.prod(self.video_shape[1:])
+        return math.prod(self.video_shape[1:]) + self.reference_tokens
 
     def tokens(self, stream: str | None) -> int:
         per_sample = {"video": self.video_tokens, "audio": self.audio_tokens, "text": self.context_tokens}
@@ -223,19 +225,23 @@ class Workload:
         return f"{w * 32}x{h * 32}x{(f - 1) * 8 + 1}"
 
 
-def largest_workload(data: TrainingData, batch_size: int = 1, train_audio: bool = False) -> Workload:
-    """Scan ``data.group_key(i)`` (shapes from the manifest; no tensor is loaded) for the most tokens per sample."""
+def largest_workload(data: TrainingData, batch_size: int = 1, train_audio: bool = False,
+                     with_reference: bool = False) -> Workload:
+    """Scan ``data.group_key(i)`` (shapes from the manifest; no tensor is loaded) for the most tokens per sample.
+    ``with_reference``: the run trains IC, so each sample's reference tokens count too."""
     best = None
     for i in range(len(data)):
-        video, context, audio = data.group_key(i)[:3]
-        tokens = math.prod(video[1:]) + (audio[1] if train_audio and audio else 0)
+        video, context, audio, reference = data.group_key(i)[:4]
+        ref_tokens = math.prod(reference[1:]) if with_reference and reference else 0
+        tokens = math.prod(video[1:]) + ref_tokens + (audio[1] if train_audio and audio else 0)
         if best is None or tokens > best[0]:
-            best = tokens, video, context, audio
+            best = tokens, video, context, audio, ref_tokens
     if best is None:
         raise ValueError("the training data is empty: precompute at least one sample first")
-    _, video, context, audio = best
+    _, video, context, audio, ref_tokens = best
     return Workload(video_shape=tuple(video), context_tokens=context[0], context_width=context[1],
-                    audio_tokens=audio[1] if train_audio and audio else 0, batch_size=batch_size)
+                    audio_tokens=audio[1] if train_audio and audio else 0, batch_size=batch_size,
+                    reference_tokens=ref_tokens)
 
 
 @dataclasses.dataclass(frozen=True)
