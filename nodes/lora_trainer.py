@@ -16,6 +16,7 @@ from comfy_api.latest import io
 
 from ..trainer_core.training.checkpoints import latest_checkpoint
 from ..trainer_core.training.config import RECIPES, TrainConfig, recipe_config
+from ..trainer_core.cache.integrity import verify_cache
 from ..trainer_core.output.lora_file import LoraFile, comfy_state_dict
 from ..comfy_adapters.training import train_on_loaded_model
 
@@ -162,6 +163,7 @@ class LoraTrainerNode(io.ComfyNode):
             gradient_checkpointing=gradient_checkpointing, mixed_precision=mixed_precision, optimizer=optimizer,
             train_audio=train_audio)
         data = latent_cache.open()
+        data_notes = data.notes() + verify_cache(data)
         out_dir = run_folder(run_name, resume)
         run = train_on_loaded_model(model, data, cfg, out_dir, node_id=cls.hidden.unique_id, resume=resume,
                                     buckets=latent_cache.buckets)
@@ -179,6 +181,7 @@ class LoraTrainerNode(io.ComfyNode):
                   f"LoRA: {final}\ncheckpoints: {os.path.join(out_dir, 'checkpoints')}\n"
                   f"training forward matches ComfyUI {parity.comfyui_version} (max rel. diff "
                   f"{parity.max_rel_error:.1e})")
+        report += "".join(f"\n{note}" for note in data_notes + trainer.resume_notes)
         return io.NodeOutput(lora, model_out, {"loss": list(result.losses)}, report)
 
 

@@ -95,6 +95,21 @@ def stored_key(path: str) -> str | None:
     return meta.get("key")
 
 
+def header_metadata(path: str) -> dict[str, str]:
+    with safe_open(path, "pt") as f:
+        return f.metadata() or {}
+
+
+def header_shapes(path: str) -> dict[str, list[int]]:
+    with safe_open(path, "pt") as f:
+        return {k: list(f.get_slice(k).get_shape()) for k in f.keys()}
+
+
+def load_tensor(path: str, name: str) -> torch.Tensor:
+    with safe_open(path, "pt") as f:
+        return f.get_tensor(name)
+
+
 def is_valid(root: str, kind: str, key: str) -> bool:
     return stored_key(os.path.join(root, relpath(kind, key))) == key
 
@@ -172,6 +187,8 @@ class LatentCache:
                              "Latent Precompute on it to finish (finished samples are reused)")
         self.manifest = manifest
         self.entries: list[dict] = manifest["entries"]
+        self.excluded: dict[str, str] = {}
+        """Samples ``integrity.verify_cache`` left out, with why."""
         self.dtype = dtype
         self._text_lru = text_lru
         self._texts: OrderedDict[str, torch.Tensor] = OrderedDict()
@@ -186,6 +203,9 @@ class LatentCache:
         except FileNotFoundError:
             raise FileNotFoundError(f"latent cache file {path} is missing; re-run Latent Precompute on {self.root} "
                                     "to recompute it") from None
+        except Exception as exc:  # noqa: BLE001 - safetensors' own errors name no file
+            raise ValueError(f"latent cache file {path} cannot be read ({type(exc).__name__}: {exc}); it is "
+                             f"truncated or damaged. Re-run Latent Precompute on {self.root} to recompute it") from None
         if self.dtype is not None:
             tensors = {k: v.to(self.dtype) for k, v in tensors.items()}
         return tensors
@@ -233,7 +253,16 @@ class LatentCache:
                            "validation prompts and re-run it (only the new prompt is encoded)") from None
         return self._context(rel)
 
+    def notes(self) -> list[str]:
+        """What Latent Precompute reported about this cache (captions cut, samples left out), for the trainer's
+        report."""
+        lines = [f"precompute warning: {w}" for w in self.manifest.get("warnings", [])]
+        return lines + [f"left out by precompute: {f['sample_id']} ({f['path']}): {f['stage']} failed: {f['reason']}"
+                        for f in self.manifest.get("failed", [])]
+
     def fingerprint(self) -> str:
+        if self.excluded:
+            return key_hash(self.manifest["fingerprint"], sorted(self.excluded))
         return self.manifest["fingerprint"]
 
     def bytes_on_disk(self) -> int:

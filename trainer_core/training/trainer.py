@@ -108,6 +108,8 @@ class LoraTrainer:
         self.epoch, self.position = 0, 0
         self.losses: list[float] = []
         self.loss_ema: float | None = None
+        self.resume_notes: list[str] = []
+        """What resume chose or changed (a skipped unreadable checkpoint, a new learning rate), for the report."""
         self._batches = epoch_batches(data, self.cfg.batch_size, self.cfg.seed, 0)
         # Frame rates drive LTX's RoPE positions; the LoRA's card records what it learned at.
         self.frame_rates = sorted({float(data.group_key(i)[-1]) for i in range(len(data))})
@@ -126,14 +128,17 @@ class LoraTrainer:
         return torch.optim.AdamW(params, **kwargs)
 
     def _check_context_shapes(self) -> None:
-        empty = self.data.empty_context()
-        ctx = self.data.item(0).context
-        if empty.shape != ctx.shape:
-            raise ValueError(f"empty-caption context {tuple(empty.shape)} and caption context {tuple(ctx.shape)} "
-                             "differ in shape, so caption dropout cannot swap them: re-run Latent Precompute")
+        # Every item, from the cheap group keys: one odd context would only fail when caption dropout picks it.
+        empty = tuple(self.data.empty_context().shape)
+        odd = [i for i in range(len(self.data)) if tuple(self.data.group_key(i)[1]) != empty]
+        if odd:
+            named = ", ".join(f"{self.data.item(i).sample_id} {tuple(self.data.group_key(i)[1])}" for i in odd[:5])
+            raise ValueError(f"{len(odd)} cached caption context(s) differ in shape from the empty caption's {empty} "
+                             f"({named}), so caption dropout cannot swap them: re-run Latent Precompute, which fits "
+                             "every caption to the text encoder's window")
         widths = sum(self.denoiser.context_widths())
-        if ctx.shape[-1] != widths:
-            raise ValueError(f"cached text context is {ctx.shape[-1]} wide but this model takes {widths}: the cache "
+        if empty[-1] != widths:
+            raise ValueError(f"cached text context is {empty[-1]} wide but this model takes {widths}: the cache "
                              "was made for a different model; re-run Latent Precompute with this MODEL")
 
     # -- resume --------------------------------------------------------------------------------------------------
