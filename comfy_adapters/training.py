@@ -61,7 +61,7 @@ class _Probe:
 
 
 def train_on_loaded_model(model, data: TrainingData, config: TrainConfig, out_dir: str, *, node_id: str | None = None,
-                          resume: bool = False, buckets=()) -> ComfyTrainingRun:
+                          resume: bool = False, resume_from: str = "", buckets=()) -> ComfyTrainingRun:
     """Trains on a clone of ``model`` (a ComfyUI ModelPatcher); the user's model is left exactly as it was.
     A cancel ends the run with a resumable checkpoint and then raises ComfyUI's interrupt."""
     import comfy.model_management as mm
@@ -84,7 +84,7 @@ def train_on_loaded_model(model, data: TrainingData, config: TrainConfig, out_di
     trainer = LoraTrainer(denoiser, data, config, out_dir, on_event=probe, should_stop=mm.processing_interrupted,
                           buckets=buckets, device=device)
     if resume:
-        trainer.resume(os.path.join(out_dir, "checkpoints"))
+        trainer.resume(os.path.join(out_dir, "checkpoints"), pick=resume_from)
     progress.begin(trainer, out_dir, preflight)
     try:
         with trainable_view(dm):

@@ -93,9 +93,10 @@ class LoraTrainerNode(io.ComfyNode):
                                 tooltip="The trigger word your captions use (set it in the Dataset Loader). Only recorded in "
                                         "the LoRA's metadata here, so prompts later know what to write."),
                 io.Boolean.Input("resume", default=False,
-                                 tooltip="Continue the run named in run_name from its newest checkpoint, with the same data "
-                                         "and settings (only steps and the checkpoint settings may change). Off "
-                                         "(default) starts a new run."),
+                                 tooltip="Continue the run named in run_name from its newest readable checkpoint "
+                                         "(or the one in resume_from), with the same data and settings; only steps, "
+                                         "the learning rate (e.g. lowered after a NaN loss) and the checkpoint "
+                                         "settings may change. Off (default) starts a new run."),
                 io.Int.Input("seed", default=_DEFAULTS.seed, min=0, max=2**31 - 1, control_after_generate=False,
                              tooltip="Random seed (default 42). Same seed + same data + same settings = the "
                                      "same LoRA. Not randomized after each queue: a resume needs the same seed."),
@@ -134,6 +135,10 @@ class LoraTrainerNode(io.ComfyNode):
                 io.Boolean.Input("train_audio", default=False, advanced=True,
                                  tooltip="Also train the audio half of the model (default off). Needs 'audio' on in "
                                          "Latent Precompute; clips without sound train video only."),
+                io.String.Input("resume_from", default="", optional=True, advanced=True,
+                                tooltip="With 'resume' on: the checkpoint to continue from, as a step number (750) "
+                                        "or a file name (step_000750.ckpt) in the run's checkpoints folder. Empty "
+                                        "(default): the newest one that reads."),
             ],
             outputs=[
                 LORA.Output(display_name="lora", tooltip="The trained LoRA: feed Save Comfy LoRA or Validation Sweep."),
@@ -152,7 +157,7 @@ class LoraTrainerNode(io.ComfyNode):
                 checkpoint_every=_DEFAULTS.checkpoint_every, keep_checkpoints=_DEFAULTS.keep_checkpoints,
                 targets="", schedule=_DEFAULTS.schedule, warmup_steps=0, batch_size=1, gradient_accumulation=1,
                 gradient_checkpointing=True, mixed_precision="bf16", optimizer="adamw",
-                train_audio=False) -> io.NodeOutput:
+                train_audio=False, resume_from="") -> io.NodeOutput:
         import comfy.sd
 
         cfg = recipe_config(
@@ -166,7 +171,7 @@ class LoraTrainerNode(io.ComfyNode):
         data_notes = data.notes() + verify_cache(data)
         out_dir = run_folder(run_name, resume)
         run = train_on_loaded_model(model, data, cfg, out_dir, node_id=cls.hidden.unique_id, resume=resume,
-                                    buckets=latent_cache.buckets)
+                                    resume_from=resume_from, buckets=latent_cache.buckets)
         result, trainer, parity = run.result, run.trainer, run.parity
 
         newest = latest_checkpoint(os.path.join(out_dir, "checkpoints"))

@@ -32,12 +32,16 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from ..atomic import atomic_path, is_temp_file, write_text_atomic
+from ..diskspace import tensor_bytes
 from ..data.samples import Sample
 from .training_data import TrainItem
 
 FORMAT = "ltx23-latent-cache/1"
 MANIFEST = "manifest.json"
 KINDS = ("media", "audio", "text")
+
+_HEADER_BYTES = 1 << 16
+"""Room allowed for a safetensors header (names, shapes, metadata) in the free-space check."""
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 
@@ -74,8 +78,9 @@ def relpath(kind: str, key: str) -> str:
 
 def write_tensors(path: str, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> int:
     """Writes a safetensors file atomically; returns its size."""
-    with atomic_path(path) as tmp:
-        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata=metadata)
+    tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    with atomic_path(path, size_hint=tensor_bytes(tensors) + _HEADER_BYTES) as tmp:
+        save_file(tensors, str(tmp), metadata=metadata)
     return os.path.getsize(path)
 
 

@@ -18,7 +18,7 @@ from typing import Callable
 import torch
 
 from . import objective
-from .checkpoints import load_checkpoint, prune_checkpoints, save_checkpoint
+from .checkpoints import load_checkpoint, load_resumable, prune_checkpoints, save_checkpoint
 from .config import TrainConfig
 from .denoiser import Denoiser, DenoiserInput
 from .lora import LoraSet, select_targets
@@ -109,6 +109,7 @@ class LoraTrainer:
         self.losses: list[float] = []
         self.loss_ema: float | None = None
         self.resume_notes: list[str] = []
+        self.lr_changes: list[dict] = []
         """What resume chose or changed (a skipped unreadable checkpoint, a new learning rate), for the report."""
         self._batches = epoch_batches(data, self.cfg.batch_size, self.cfg.seed, 0)
         # Frame rates drive LTX's RoPE positions; the LoRA's card records what it learned at.
@@ -144,8 +145,13 @@ class LoraTrainer:
     # -- resume --------------------------------------------------------------------------------------------------
 
     @_outside_inference_mode
-    def resume(self, checkpoint: str | Path) -> None:
-        state = load_checkpoint(checkpoint)
+    def resume(self, checkpoint: str | Path, pick: str = "") -> None:
+        """Continues from ``checkpoint`` (a file, or a run's checkpoints folder: its newest readable one, or the
+        one ``pick`` names). The learning rate may differ from the checkpoint's; the change is recorded."""
+        if Path(checkpoint).is_dir():
+            state, self.resume_notes = load_resumable(checkpoint, pick)
+        else:
+            state = load_checkpoint(checkpoint)
         problems = self.cfg.resume_mismatches(state["config"])
         if state["data_fingerprint"] != self.data.fingerprint():
             problems.append("training data changed since the checkpoint")
@@ -158,6 +164,12 @@ class LoraTrainer:
         self.step, self.epoch, self.position = state["step"], state["epoch"], state["position"]
         self.losses = list(state["losses"])
         self.loss_ema = state["loss_ema"]
+        self.lr_changes = list(state.get("lr_changes", []))
+        old_lr = state["config"]["learning_rate"]
+        if old_lr != self.cfg.learning_rate:
+            self.lr_changes.append({"step": self.step, "from": old_lr, "to": self.cfg.learning_rate})
+            self.resume_notes.append(f"learning rate changed at step {self.step}: {old_lr:g} -> "
+                                     f"{self.cfg.learning_rate:g} (recorded in the LoRA's run card)")
         self._batches = epoch_batches(self.data, self.cfg.batch_size, self.cfg.seed, self.epoch)
 
     # -- the loop ------------------------------------------------------------------------------------------------
@@ -183,7 +195,8 @@ class LoraTrainer:
                     self._restore_cursor(cursor)
                     path = self._checkpoint()
                     msg = (f"loss became {loss} at step {self.step + 1}; training stopped and the last good state "
-                           f"was saved to {path}. Lower the learning rate or check the data, then resume.")
+                           f"was saved to {path}. Lower the learning rate (or check the data), then queue again with "
+                           "'resume' on: a resume may change the learning rate.")
                     self._emit("error", path=str(path), message=msg)
                     raise NonFiniteLoss(msg)
                 self.step += 1
@@ -289,9 +302,9 @@ class LoraTrainer:
             "loss_ema": self.loss_ema,
             "config": dataclasses.asdict(self.cfg),
             "data_fingerprint": self.data.fingerprint(),
+            "lr_changes": self.lr_changes,
         }
-        path = save_checkpoint(self.checkpoint_dir, self.step, state)
-        self.save_lora(path.with_suffix(".safetensors"))
+        path = save_checkpoint(self.checkpoint_dir, self.step, state, write_lora=self.save_lora)
         prune_checkpoints(self.checkpoint_dir, self.cfg.keep_checkpoints)
         return path
 
@@ -302,7 +315,8 @@ class LoraTrainer:
             steps=self.step if step is None else step, recipe=self.cfg.recipe,
             dataset_fingerprint=self.data.fingerprint(), buckets=self.buckets,
             extra={"loss_ema": f"{self.loss_ema:.6g}" if self.loss_ema is not None else "",
-                   "fps": json.dumps(self.frame_rates)})
+                   "fps": json.dumps(self.frame_rates), "learning_rate": f"{self.cfg.learning_rate:g}",
+                   **({"learning_rate_changes": json.dumps(self.lr_changes)} if self.lr_changes else {})})
 
     def save_lora(self, path: str | Path, step: int | None = None, dtype=torch.bfloat16) -> dict:
         return save_comfy_lora(path, self.lora.effective_weights(), self.metadata(step), dtype=dtype)
