@@ -4,8 +4,11 @@ Each module in ``NODE_MODULES`` defines its node classes and lists them in ``NOD
 """
 
 import importlib
+import sys
 
 from comfy_api.latest import ComfyExtension
+
+PLAIN_PACKAGE = "ltx23_trainer"
 
 NODE_MODULES = (
     "dataset_loader",
@@ -29,4 +32,18 @@ class LTX23TrainerExtension(ComfyExtension):
         nodes = []
         for name in NODE_MODULES:
             nodes.extend(importlib.import_module(f"{__name__}.{name}").NODES)
+        _plain_error_names()
         return nodes
+
+
+def _plain_error_names() -> None:
+    """ComfyUI shows a failed node's exception as ``<class module>.<class name>``, and it imports this pack under
+    its folder's file-system path, so ours would read ``/home/me/ComfyUI/custom_nodes/<pack>.trainer_core.data.media
+    .MediaError``. Our exception classes are given the package name ``ltx23_trainer`` in place of that path."""
+    package = __name__.rsplit(".", 1)[0]
+    for name, module in list(sys.modules.items()):
+        if not name.startswith(package + "."):
+            continue
+        for obj in list(vars(module).values()):
+            if isinstance(obj, type) and issubclass(obj, BaseException) and obj.__module__ == name:
+                obj.__module__ = PLAIN_PACKAGE + name[len(package):]

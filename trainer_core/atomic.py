@@ -7,6 +7,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from .diskspace import DiskFullError, ensure_space, free_bytes, is_disk_full
+
 
 TEMP_SUFFIX = ".tmp"
 
@@ -22,8 +24,6 @@ def atomic_path(path: str | os.PathLike, size_hint: int | None = None):
 
     A full disk raises ``diskspace.DiskFullError`` (path, bytes needed and free, fix): before writing when
     ``size_hint`` bytes do not fit, else when the write fails."""
-    from .diskspace import DiskFullError, ensure_space, free_bytes, is_disk_full
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if size_hint:
