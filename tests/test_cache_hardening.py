@@ -25,19 +25,6 @@ from tiny import tiny_denoiser
 WIDTH = 24  # context width of the tiny LTX-2.3 DiT
 
 
-class GrowingText(StandInTextConditioner):
-    """Like ComfyUI's Gemma: every caption is padded to the window, a longer one comes back longer."""
-
-    def encode(self, texts):
-        out = []
-        for text, context in zip(texts, super().encode(texts)):
-            extra = len(text.split()) - self.length
-            if extra > 0:
-                context = torch.cat([context, self._vector(text, (extra, self.width))])
-            out.append(context)
-        return out
-
-
 def corrupt_clip(path, source_kw=None):
     """An H.264 clip whose header and packet index are intact but whose later packets are garbage."""
     write_clip(path, frames=48, width=96, height=64, faststart=True, gop=8, **(source_kw or {}))
@@ -66,7 +53,7 @@ LONG = " ".join(f"word{i}" for i in range(40))
 def test_long_caption_is_cut_to_the_window_reported_and_trains_with_dropout(tmp_path, video_encoder):
     clips = [write_clip(tmp_path / f"c{i}.mp4", frames=17 + 8 * i, width=64, height=64) for i in range(2)]
     samples = [sample_of(clips[0], "a short caption"), sample_of(clips[1], LONG)]
-    text = GrowingText(width=WIDTH, length=16)
+    text = StandInTextConditioner(width=WIDTH, length=16, grow=True)
     report = precompute(samples, str(tmp_path / "cache"), video_encoder=video_encoder, text_conditioner=text)
     cache = lc.LatentCache(str(tmp_path / "cache"))
     assert {tuple(cache.item(i).context.shape) for i in range(2)} == {(16, WIDTH)}
