@@ -36,6 +36,7 @@ class ComfyLTXDenoiser:
         self.base_model_version = ltx_version(diffusion_model)
         self.checkpointing = True
         self.dtype = compute_dtype or next(diffusion_model.parameters()).dtype
+        self._sharded: list[nn.Module] = []
 
     def context_widths(self) -> tuple[int, int]:
         dm = self.dm
@@ -52,6 +53,12 @@ class ComfyLTXDenoiser:
 
     def set_gradient_checkpointing(self, enabled: bool) -> None:
         self.checkpointing = enabled
+
+    def shard_blocks(self, shard) -> None:
+        """FSDP2 for multi-GPU runs: each block runs inside a small module that ``shard`` (``fully_shard``) wraps,
+        so FSDP's hooks gather the block's weights for its forward, its checkpoint recompute and its backward. The
+        checkpoint sits inside the wrapper, the order FSDP2 composes with activation checkpointing."""
+        self._sharded = [shard(_ShardedBlock(block, self)) for block in self.dm.transformer_blocks]
 
     def __call__(self, inputs: DenoiserInput) -> DenoiserOutput:
         x = [inputs.video.to(self.dtype)]
@@ -74,7 +81,9 @@ class ComfyLTXDenoiser:
         def run(args, extra):
             kwargs = dict(args)
             vx, ax = kwargs.pop("img")
-            if self.checkpointing and torch.is_grad_enabled():
+            if self._sharded:
+                out = self._sharded[index](vx, ax, kwargs)
+            elif self.checkpointing and torch.is_grad_enabled():
                 out = checkpoint(_run_block, block, vx, ax, kwargs, use_reentrant=False)
             else:
                 out = _run_block(block, vx, ax, kwargs)
@@ -85,6 +94,18 @@ class ComfyLTXDenoiser:
 
 def _run_block(block, vx, ax, kwargs):
     return training_block_forward(block, (vx, ax), **kwargs)
+
+
+class _ShardedBlock(nn.Module):
+    def __init__(self, block: nn.Module, denoiser: ComfyLTXDenoiser):
+        super().__init__()
+        self.block = block
+        self._denoiser = [denoiser]  # not a submodule: only the block's weights are sharded
+
+    def forward(self, vx, ax, kwargs):
+        if self._denoiser[0].checkpointing and torch.is_grad_enabled():
+            return checkpoint(_run_block, self.block, vx, ax, kwargs, use_reentrant=False)
+        return _run_block(self.block, vx, ax, kwargs)
 
 
 @contextlib.contextmanager

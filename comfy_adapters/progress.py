@@ -12,12 +12,14 @@ The status route keeps the whole history, so the panel in ``web/`` redraws a run
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 
 from ..trainer_core.training.estimate import format_bytes
 
 EVENT = "ltx23_trainer.progress"
+EVENTS_FILE = "events.jsonl"
 _status: dict[str, dict] = {}
 _lock = threading.Lock()
 
@@ -45,17 +47,28 @@ def register_routes() -> None:
     async def status(request):
         return web.json_response(status_snapshot())
 
+    @server.routes.get("/ltx23_trainer/runs/{name}/status")
+    async def run_status(request):
+        """A headless (torchrun) run's progress, from the events file in its run folder."""
+        import folder_paths
+
+        name = os.path.basename(request.match_info["name"])
+        path = os.path.join(folder_paths.get_output_directory(), "ltx23_trainer", "runs", name, EVENTS_FILE)
+        event = read_events(path)
+        return web.json_response(event) if event else web.json_response({"error": f"no run {name}"}, status=404)
+
     register_routes.done = True
 
 
 class TrainingProgress:
     """Forwards ``trainer_core`` events to ComfyUI: ProgressBar with loss in its text, websocket events, status."""
 
-    def __init__(self, node_id: str | None, total_steps: int):
+    def __init__(self, node_id: str | None, total_steps: int, events_path: str | None = None):
         import comfy.utils
 
         self.node_id = node_id or "headless"
         self.bar = comfy.utils.ProgressBar(total_steps, node_id=node_id)
+        self.events_path = events_path
         self.losses: list[float] = []
         self.estimate: dict | None = None
         self.run: dict = {}
@@ -85,6 +98,8 @@ class TrainingProgress:
             stored = dict(payload)
             stored["losses"] = list(self.losses)
             _status[self.node_id] = stored
+        if self.events_path:
+            append_event(self.events_path, stored if state != "running" else payload)
         server = _server()
         if server is not None:
             if state != "running":
@@ -101,6 +116,34 @@ class TrainingProgress:
         elif event.kind in ("checkpoint", "stopped", "done", "error"):
             self.publish(event.kind, step=event.step, total=event.total_steps, loss_ema=event.loss_ema,
                          checkpoint=event.path, message=event.message)
+
+
+def append_event(path: str, payload: dict) -> None:
+    """One JSON line per event: a headless run's log, which ``read_events`` turns back into the panel's status."""
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(payload) + "\n")
+
+
+def read_events(path: str) -> dict | None:
+    """The panel's status of a headless run: its last event, with the loss history rebuilt from every step."""
+    last, losses = None, []
+    try:
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                try:
+                    event = json.loads(line)
+                except ValueError:
+                    continue  # a line the writer had not finished yet
+                if event.get("state") == "running":
+                    losses.extend(event.get("losses") or [])
+                elif event.get("losses") is not None:
+                    losses = list(event["losses"])
+                last = event
+    except FileNotFoundError:
+        return None
+    if last is not None:
+        last = {**last, "losses": losses}
+    return last
 
 
 def preflight_fields(est) -> dict:

@@ -19,6 +19,7 @@ from ..trainer_core.training.config import TrainConfig
 from ..trainer_core.training.estimate import (Estimate, device_memory_available, estimate, refine_with_probe,
                                               system_ram_available)
 from ..trainer_core.training.estimate_model import largest_workload
+from ..trainer_core.training.parallel import Parallel
 from ..trainer_core.training.trainer import LoraTrainer, NonFiniteLoss, TrainResult
 from ..trainer_core.cache.training_data import TrainingData
 from .denoiser import ComfyLTXDenoiser, ParityReport, ensure_training_forward_matches, trainable_view
@@ -61,9 +62,11 @@ class _Probe:
 
 
 def train_on_loaded_model(model, data: TrainingData, config: TrainConfig, out_dir: str, *, node_id: str | None = None,
-                          resume: bool = False, resume_from: str = "", buckets=()) -> ComfyTrainingRun:
+                          resume: bool = False, resume_from: str = "", buckets=(), parallel: Parallel | None = None,
+                          events_path: str | None = None) -> ComfyTrainingRun:
     """Trains on a clone of ``model`` (a ComfyUI ModelPatcher); the user's model is left exactly as it was.
-    A cancel ends the run with a resumable checkpoint and then raises ComfyUI's interrupt."""
+    A cancel ends the run with a resumable checkpoint and then raises ComfyUI's interrupt. ``parallel`` and
+    ``events_path`` are for headless runs (``headless.py``): the process group, and a file the panel can follow."""
     import comfy.model_management as mm
 
     device = mm.get_torch_device()
@@ -79,10 +82,10 @@ def train_on_loaded_model(model, data: TrainingData, config: TrainConfig, out_di
                          offload_fraction=streamed)
     preflight.raise_if_unfit()
     parity = ensure_training_forward_matches(dm, device, denoiser.dtype)
-    progress = TrainingProgress(node_id, config.steps)
+    progress = TrainingProgress(node_id, config.steps, events_path=events_path)
     probe = _Probe(preflight, progress, device)
     trainer = LoraTrainer(denoiser, data, config, out_dir, on_event=probe, should_stop=mm.processing_interrupted,
-                          buckets=buckets, device=device)
+                          buckets=buckets, device=device, parallel=parallel)
     if resume:
         trainer.resume(os.path.join(out_dir, "checkpoints"), pick=resume_from)
     progress.begin(trainer, out_dir, preflight)

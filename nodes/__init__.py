@@ -12,6 +12,7 @@ PLAIN_PACKAGE = "ltx23_trainer"
 
 NODE_MODULES = (
     "dataset_loader",
+    "caption_dataset",
     "frame_trimmer",
     "latent_precompute",
     "save_comfy_lora",

@@ -7,8 +7,10 @@ from pathlib import Path
 import folder_paths
 from comfy_api.latest import io, ui
 
+from ..comfy_adapters.captioner import token_counter
 from ..trainer_core.data import dataset
 from ..trainer_core.paths import resolve_under
+
 REPORT_SUBFOLDER = Path("ltx23_trainer") / "reports"
 
 
@@ -41,6 +43,12 @@ class DatasetLoader(io.ComfyNode):
                 io.Boolean.Input("allow_outside_root", default=False, advanced=True, tooltip="Accept manifest "
                                  "entries and links that point outside the dataset folder (default off, so a "
                                  "shared manifest cannot read arbitrary files)."),
+                io.String.Input("subject_phrase", default="", optional=True, tooltip="The words every caption "
+                                "should use for the subject, e.g. 'a woman with short brown hair'. The report flags "
+                                "captions without it. Empty: it flags captions whose subject wording differs from "
+                                "most others."),
+                io.Clip.Input("clip", optional=True, tooltip="Optional: the LTX-2.3 text encoder, to count caption "
+                              "tokens exactly for the 1024-token check (without it the count is a high estimate)."),
             ],
             outputs=[
                 io.Custom("LTX23_DATASET").Output(display_name="dataset", tooltip="The list of usable files and "
@@ -58,13 +66,15 @@ class DatasetLoader(io.ComfyNode):
             return f"refused: {exc}"  # execute raises it on the node
 
     @classmethod
-    def execute(cls, folder, recursive, trigger_word, trigger_position, strict, allow_outside_root) -> io.NodeOutput:
+    def execute(cls, folder, recursive, trigger_word, trigger_position, strict, allow_outside_root,
+                subject_phrase="", clip=None) -> io.NodeOutput:
         config = dataset.DatasetConfig(
             source=_source_path(folder), recursive=recursive, trigger_word=trigger_word,
             trigger_position=trigger_position, allow_outside_root=allow_outside_root, strict=strict,
+            subject_phrase=subject_phrase.strip(),
         )
         try:
-            handle = dataset.load_dataset(config)
+            handle = dataset.load_dataset(config, token_counter(clip) if clip is not None else None)
         except dataset.StrictModeError as exc:
             report_path = _write_report(exc.handle)
             raise ValueError(f"{exc} Full report: {report_path}") from None

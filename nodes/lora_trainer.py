@@ -12,14 +12,16 @@ import os
 import re
 
 import torch
-from comfy_api.latest import io
+from comfy_api.latest import io, ui
 
 from ..trainer_core.training.checkpoints import latest_checkpoint
 from ..trainer_core.training.config import RECIPES, TrainConfig, recipe_config
 from ..trainer_core.cache.integrity import verify_cache
 from ..trainer_core.output.lora_file import LoraFile, comfy_state_dict
+from ..comfy_adapters.job_export import export_job
 from ..comfy_adapters.training import train_on_loaded_model
 
+RUN_ON = ("this ComfyUI", "export job")
 LATENT_CACHE = io.Custom("LTX23_LATENT_CACHE")
 LORA = io.Custom("LTX23_LORA")
 RUNS_FOLDER = os.path.join("ltx23_trainer", "runs")
@@ -135,6 +137,14 @@ class LoraTrainerNode(io.ComfyNode):
                 io.Boolean.Input("train_audio", default=False, advanced=True,
                                  tooltip="Also train the audio half of the model (default off). Needs 'audio' on in "
                                          "Latent Precompute; clips without sound train video only."),
+                io.Combo.Input("run_on", options=list(RUN_ON), default=RUN_ON[0], advanced=True,
+                               tooltip="this ComfyUI (default): train here, on this GPU. export job: write the run's "
+                                       "job file instead and show the command that trains it outside the server, "
+                                       "on one GPU or, with torchrun, on several; the LoRA it makes is the same."),
+                io.Int.Input("gpus", default=2, min=1, max=64, advanced=True,
+                             tooltip="For 'export job': how many GPUs the shown command uses (torchrun). "
+                                     "gradient_accumulation must be a multiple of it: the GPUs share each step's "
+                                     "batches, so the LoRA matches one trained here."),
                 io.String.Input("resume_from", default="", optional=True, advanced=True,
                                 tooltip="With 'resume' on: the checkpoint to continue from, as a step number (750) "
                                         "or a file name (step_000750.ckpt) in the run's checkpoints folder. Empty "
@@ -157,7 +167,7 @@ class LoraTrainerNode(io.ComfyNode):
                 checkpoint_every=_DEFAULTS.checkpoint_every, keep_checkpoints=_DEFAULTS.keep_checkpoints,
                 targets="", schedule=_DEFAULTS.schedule, warmup_steps=0, batch_size=1, gradient_accumulation=1,
                 gradient_checkpointing=True, mixed_precision="bf16", optimizer="adamw",
-                train_audio=False, resume_from="") -> io.NodeOutput:
+                train_audio=False, run_on=RUN_ON[0], gpus=2, resume_from="") -> io.NodeOutput:
         import comfy.sd
 
         cfg = recipe_config(
@@ -167,9 +177,11 @@ class LoraTrainerNode(io.ComfyNode):
             warmup_steps=warmup_steps, batch_size=batch_size, gradient_accumulation=gradient_accumulation,
             gradient_checkpointing=gradient_checkpointing, mixed_precision=mixed_precision, optimizer=optimizer,
             train_audio=train_audio)
+        out_dir = run_folder(run_name, resume)
+        if run_on == "export job":
+            return cls._export(model, latent_cache, cfg, out_dir, resume, gpus)
         data = latent_cache.open()
         data_notes = data.notes() + verify_cache(data)
-        out_dir = run_folder(run_name, resume)
         run = train_on_loaded_model(model, data, cfg, out_dir, node_id=cls.hidden.unique_id, resume=resume,
                                     resume_from=resume_from, buckets=latent_cache.buckets)
         result, trainer, parity = run.result, run.trainer, run.parity
@@ -188,6 +200,22 @@ class LoraTrainerNode(io.ComfyNode):
                   f"{parity.max_rel_error:.1e})")
         report += "".join(f"\n{note}" for note in data_notes + trainer.resume_notes)
         return io.NodeOutput(lora, model_out, {"loss": list(result.losses)}, report)
+
+    @classmethod
+    def _export(cls, model, latent_cache, cfg, out_dir, resume, gpus) -> io.NodeOutput:
+        if cfg.gradient_accumulation % gpus:
+            raise ValueError(f"gradient_accumulation {cfg.gradient_accumulation} does not divide among {gpus} GPUs: "
+                             f"set it to a multiple of {gpus} (the GPUs share each step's batches)")
+        job_path, cmd = export_job(model, latent_cache.path, cfg, out_dir, buckets=latent_cache.buckets,
+                                   resume=resume, gpus=gpus)
+        report = (f"job written: {job_path}\nrun it (from a shell, with ComfyUI's Python):\n{cmd}\n"
+                  f"checkpoints and the LoRA go to {os.path.join(out_dir, 'checkpoints')}; its progress is in "
+                  f"{os.path.join(out_dir, 'events.jsonl')}")
+        from comfy_execution.graph_utils import ExecutionBlocker
+
+        # Nothing was trained here: nodes that need the LoRA wait for the job's file instead of failing.
+        skipped = ExecutionBlocker(None)
+        return io.NodeOutput(skipped, skipped, skipped, report, ui=ui.PreviewText(report))
 
 
 NODES = [LoraTrainerNode]

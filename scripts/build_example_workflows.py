@@ -42,6 +42,16 @@ LAYOUTS = {"character_lora_from_clips": _COMMON, "style_lora_from_images": _COMM
            "lora_strength_sweep": {"1": [0, 0], "2": [0, 200], "3": [420, 0], "4": [880, 0]}}
 NOTE_POS = [420, 520]
 
+# Steps a workflow offers but leaves bypassed (mode 4): not in the API twin, since a bypassed node is not queued.
+# "inputs": input -> [source node id, output slot]; "feeds": output slot 0 -> [(target node id, input name)].
+CAPTION_STEP = {
+    "type": "LTX23Trainer_CaptionDataset", "pos": [420, 1070],
+    "inputs": {"dataset": ["4", 0], "clip": ["2", 0]}, "feeds": [["5", "dataset"]],
+    "widgets": {"subject_phrase": "", "trigger_word": "", "existing_captions": "fill missing only",
+                "max_length": 256, "frames_per_clip": 8, "seed": 0},
+}
+OPTIONAL_STEPS = {"character_lora_from_clips": [CAPTION_STEP]}
+
 NOTES = {
     "character_lora_from_clips": """## Character LoRA from video clips
 
@@ -55,7 +65,11 @@ NOTES = {
 5. Save Comfy LoRA writes it to `models/loras/ltx23/`. Prompt with "sks ..." at strength 0.75-1.0.
 
 Recipe defaults: rank 32, alpha 32, learning rate 1e-4, 1500 steps, checkpoints every 250.
-To also learn the voice: turn on `audio` in Latent Precompute and `train_audio` in the trainer.""",
+To also learn the voice: turn on `audio` in Latent Precompute and `train_audio` in the trainer.
+
+No captions yet? The bypassed **Caption Dataset** node writes them with the same Gemma encoder: set its
+`subject_phrase` (e.g. "a woman with short brown hair"), select it and press Ctrl+B to turn it on, queue, and read
+its table. Existing captions are kept unless you choose `replace` (old text kept in `.name.txt.bak-N`).""",
     "style_lora_from_images": """## Style LoRA from images
 
 1. Put 20-50 images in the style in `ComfyUI/input/ltx23_style/`, each with a `.txt` caption that describes the
@@ -82,8 +96,24 @@ Recipe defaults: rank 32 (64 for very detailed styles), alpha = rank, learning r
    model or the distilled LoRA applied to the MODEL first. 512x320x25 keeps the sweep to a few minutes.""",
 }
 
-BUILD = """async ([prompt, layout, notePos, models, name]) => {
+BUILD = """async ([prompt, layout, notePos, models, name, optional]) => {
   await app.loadApiJson(prompt, name);
+  for (const step of optional) {
+    const node = LiteGraph.createNode(step.type);
+    node.pos = step.pos;
+    app.graph.add(node);
+    for (const [widget, value] of Object.entries(step.widgets)) {
+      node.widgets.find((w) => w.name === widget).value = value;
+    }
+    for (const [input, [source, slot]] of Object.entries(step.inputs)) {
+      app.graph.getNodeById(Number(source)).connect(slot, node, node.findInputSlot(input));
+    }
+    for (const [target, input] of step.feeds) {
+      const targetNode = app.graph.getNodeById(Number(target));
+      node.connect(0, targetNode, targetNode.findInputSlot(input));
+    }
+    node.mode = 4;
+  }
   for (const [id, pos] of Object.entries(layout)) {
     const node = app.graph.getNodeById(Number(id));
     if (node) node.pos = pos;
@@ -114,7 +144,8 @@ def main(names: list[str]) -> None:
         with browser_page(server) as (page, errors):
             for name in names:
                 prompt = json.loads((WORKFLOWS / "api" / f"{name}.json").read_text())
-                ui = json.loads(page.evaluate(BUILD, [prompt, LAYOUTS[name], NOTE_POS, MODELS, f"{name}.json"]))
+                ui = json.loads(page.evaluate(BUILD, [prompt, LAYOUTS[name], NOTE_POS, MODELS, f"{name}.json",
+                                                    OPTIONAL_STEPS.get(name, [])]))
                 # The note's text is set here: in the page, widget values of graphs loaded by loadApiJson share
                 # one store (every such graph has the all-zero id), so a second workflow got the first one's text.
                 (note,) = [n for n in ui["nodes"] if n["type"] == "MarkdownNote"]

@@ -24,6 +24,9 @@ MODEL_FILES = {
     ("LTXVAudioVAELoader", "ckpt_name"): "ltx-2.3-22b-dev.safetensors",
 }
 REQUIRED = {"character_lora_from_clips", "style_lora_from_images"}
+BYPASSED = 4
+# Optional steps a workflow offers bypassed (the user turns them on with Ctrl+B): workflow -> node types.
+OPTIONAL_STEPS = {"character_lora_from_clips": {"LTX23Trainer_CaptionDataset"}}
 
 
 def _load(path: Path) -> dict:
@@ -32,12 +35,23 @@ def _load(path: Path) -> dict:
 
 def ui_to_api(ui: dict) -> dict:
     """The prompt a UI workflow queues: widget values by the names the inputs list gives them (in widget order),
-    links as ``[source id, output slot]``. Valid for graphs without subgraphs, muted nodes or
+    links as ``[source id, output slot]``. A bypassed node is left out and its output is fed from its input of
+    the same type, as the front end does. Valid for graphs without subgraphs, muted nodes or
     control_after_generate widgets, which the examples avoid."""
     links = {link[0]: link for link in ui["links"]}
+    by_id = {node["id"]: node for node in ui["nodes"]}
+
+    def source(link_id):
+        _, src, src_slot, _, _, kind = links[link_id]
+        node = by_id[src]
+        if node["mode"] != BYPASSED:
+            return [str(src), src_slot]
+        (through,) = [i["link"] for i in node["inputs"] if i["type"] == kind and i.get("link") is not None]
+        return source(through)
+
     prompt = {}
     for node in ui["nodes"]:
-        if node["type"] in VIRTUAL_NODES:
+        if node["type"] in VIRTUAL_NODES or node["mode"] == BYPASSED:
             continue
         widget_names = [i["widget"]["name"] for i in node.get("inputs", []) if i.get("widget")]
         values = node.get("widgets_values") or []
@@ -46,8 +60,7 @@ def ui_to_api(ui: dict) -> dict:
         inputs = dict(zip(widget_names, values))
         for slot in node.get("inputs", []):
             if slot.get("link") is not None:
-                _, src, src_slot, *_ = links[slot["link"]]
-                inputs[slot["name"]] = [str(src), src_slot]
+                inputs[slot["name"]] = source(slot["link"])
         prompt[str(node["id"])] = {"class_type": node["type"], "inputs": inputs}
     return prompt
 
@@ -71,7 +84,10 @@ def test_ui_workflow_format_and_links(path):
     for node in nodes.values():
         for key in ("id", "type", "pos", "size", "mode", "inputs", "outputs", "properties"):
             assert key in node, f"node {node.get('id')}: no '{key}'"
-        assert node["mode"] == 0, f"node {node['id']} ({node['type']}) is muted or bypassed"
+        optional = node["type"] in OPTIONAL_STEPS.get(path.stem, set())
+        assert node["mode"] == (BYPASSED if optional else 0), f"node {node['id']} ({node['type']}): mode {node['mode']}"
+    for optional in OPTIONAL_STEPS.get(path.stem, set()):
+        assert optional in {n["type"] for n in nodes.values()}, f"{path.name}: no optional {optional} step"
     for link_id, src, src_slot, dst, dst_slot, kind in ui["links"]:
         out = nodes[src]["outputs"][src_slot]
         inp = nodes[dst]["inputs"][dst_slot]

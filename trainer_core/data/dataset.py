@@ -15,10 +15,12 @@ import os
 import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Callable
 
 from . import media
 from ..atomic import write_text_atomic
 from ..problems import ERROR, INFO, WARNING, Problem, is_blocking, sorted_problems
+from .caption_lint import lint_captions
 from .captions import TRIGGER_POSITIONS, apply_trigger, caption_problems
 from .dataset_scan import (DatasetError, ScanEntry, extension_kind, read_manifest_rows, resolve_source, scan_folder,
                            scan_manifest, walk)
@@ -45,6 +47,8 @@ class DatasetConfig:
     """Accept manifest entries and symlinks that resolve outside the dataset root."""
     strict: bool = False
     """Fail on any error or warning instead of excluding items."""
+    subject_phrase: str = ""
+    """The words every caption should use for the subject; the caption lint checks it (see ``caption_lint``)."""
 
 
 @dataclasses.dataclass
@@ -143,7 +147,8 @@ class DatasetHandle:
         s = self.summary()
         lines = [
             f"LTX-2.3 dataset: {self.source} ({'manifest' if Path(self.source).is_file() else 'folder'}, "
-            f"recursive: {'yes' if self.config.recursive else 'no'}, trigger: {self.config.trigger_word or 'none'})",
+            f"recursive: {'yes' if self.config.recursive else 'no'}, trigger: {self.config.trigger_word or 'none'}"
+            + (f", subject: '{self.config.subject_phrase}'" if self.config.subject_phrase else "") + ")",
             f"{s['items']} items: {s['usable']} usable ({s['videos']} videos, {s['images']} images), "
             f"{s['excluded']} excluded, {s['warnings']} warnings. Fingerprint {self.fingerprint[:12]}.",
             "",
@@ -207,9 +212,11 @@ def _media_problems(entry: ScanEntry, info: media.MediaInfo) -> list[Problem]:
     return problems
 
 
-def load_dataset(config: DatasetConfig) -> DatasetHandle:
+def load_dataset(config: DatasetConfig, count_tokens: Callable[[str], int] | None = None) -> DatasetHandle:
     """Scans, probes and lints the dataset. Raises ``DatasetError`` when the source itself cannot be read and,
-    in strict mode, ``StrictModeError`` (carrying the handle) when any item has an error or warning."""
+    in strict mode, ``StrictModeError`` (carrying the handle) when any item has an error or warning.
+
+    ``count_tokens`` counts a caption's text-encoder tokens for the caption lint (an estimate without it)."""
     root, manifest = resolve_source(config.source)
     if config.trigger_position not in TRIGGER_POSITIONS:
         raise DatasetError(f"Trigger position '{config.trigger_position}' is not one of "
@@ -256,6 +263,11 @@ def load_dataset(config: DatasetConfig) -> DatasetHandle:
             item.problems.extend(caption_problems(entry.caption, entry.caption_source, config.trigger_word))
         item.caption = apply_trigger(entry.caption or "", config.trigger_word, config.trigger_position)
         items.append(item)
+    by_id = {item.item_id: item for item in items}
+    for item_id, problems in lint_captions([(i.item_id, i.caption) for i in items if i.usable],
+                                           subject=config.subject_phrase, trigger=config.trigger_word,
+                                           count_tokens=count_tokens).items():
+        by_id[item_id].problems.extend(problems)
 
     handle = DatasetHandle(root=str(root), source=str(manifest or root), config=config, items=items, notes=notes)
     handle.fingerprint = _content_fingerprint(handle)
@@ -269,7 +281,9 @@ def load_dataset(config: DatasetConfig) -> DatasetHandle:
 
 
 def _content_fingerprint(handle: DatasetHandle) -> str:
-    blob = json.dumps({"config": dataclasses.asdict(handle.config), "items": [
+    # The subject phrase only steers the caption lint; the data a run trains on does not depend on it.
+    config = {k: v for k, v in dataclasses.asdict(handle.config).items() if k != "subject_phrase"}
+    blob = json.dumps({"config": config, "items": [
         [i.item_id, i.media_identity, i.caption, i.reference_identity, i.usable] for i in handle.items]},
         sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()

@@ -1,8 +1,9 @@
 """The LoRA training loop: ltx-trainer's objective on any ``Denoiser``, with checkpoints that resume exactly.
 
-Determinism: the data order of epoch ``e`` is a pure function of (seed, e), and every random draw of a step
-(caption dropout, sigma, first-frame conditioning, noise) comes from one CPU generator whose state is
-checkpointed. Resuming therefore replays the same steps an uninterrupted run takes, bit for bit on one device.
+Determinism: the data order of epoch ``e`` is a pure function of (seed, e), and every random draw of micro-batch
+``k`` of step ``s`` (caption dropout, sigma, first-frame conditioning, noise) comes from a CPU generator seeded by
+(seed, s, k). Resuming therefore replays the same steps an uninterrupted run takes, bit for bit on one device, and
+the draws do not depend on how many processes share a step (``parallel``).
 """
 
 from __future__ import annotations
@@ -18,10 +19,11 @@ from typing import Callable
 import torch
 
 from . import objective
-from .checkpoints import load_checkpoint, load_resumable, prune_checkpoints, save_checkpoint
+from .checkpoints import checkpoint_path, load_checkpoint, load_resumable, prune_checkpoints, save_checkpoint
 from .config import TrainConfig
 from .denoiser import Denoiser, DenoiserInput
 from .lora import LoraSet, select_targets
+from .parallel import Parallel
 from ..output.lora_file import lora_metadata, save_comfy_lora
 from ..cache.training_data import TrainingData
 
@@ -86,7 +88,8 @@ class LoraTrainer:
     @_outside_inference_mode
     def __init__(self, denoiser: Denoiser, data: TrainingData, config: TrainConfig, output_dir: str | Path,
                  on_event: Callable[[TrainEvent], None] | None = None,
-                 should_stop: Callable[[], bool] | None = None, buckets=(), device: torch.device | None = None):
+                 should_stop: Callable[[], bool] | None = None, buckets=(), device: torch.device | None = None,
+                 parallel: Parallel | None = None):
         self.denoiser = denoiser
         self.data = data
         self.cfg = config.validate()
@@ -95,6 +98,8 @@ class LoraTrainer:
         self.on_event = on_event or (lambda event: None)
         self.should_stop = should_stop or (lambda: False)
         self.buckets = tuple(buckets)
+        self.parallel = parallel or Parallel()
+        self.parallel.check(self.cfg.gradient_accumulation)
         if len(data) == 0:
             raise ValueError("the training data is empty: precompute at least one sample first")
         targets = select_targets(denoiser.lora_targets(), self.cfg.targets)
@@ -103,7 +108,7 @@ class LoraTrainer:
         self.lora = LoraSet(targets, self.cfg.rank, self.cfg.alpha, seed=self.cfg.seed).to(self.device)
         self.sampler = objective.SigmaSampler(uniform_prob=self.cfg.sigma_uniform_prob)
         self.optimizer = self._make_optimizer()
-        self.generator = torch.Generator().manual_seed(self.cfg.seed)
+        self.generator = torch.Generator()
         self.step = 0
         self.epoch, self.position = 0, 0
         self.losses: list[float] = []
@@ -160,7 +165,6 @@ class LoraTrainer:
                              ". Resume with the original settings and data, or start a new run.")
         self.lora.load_state(state["lora"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.generator.set_state(state["generator"])
         self.step, self.epoch, self.position = state["step"], state["epoch"], state["position"]
         self.losses = list(state["losses"])
         self.loss_ema = state["loss_ema"]
@@ -181,7 +185,7 @@ class LoraTrainer:
         sec_per_step = None
         with self.lora.attached(), torch.enable_grad():
             while self.step < self.cfg.steps:
-                if self.should_stop():
+                if self.parallel.any(self.should_stop(), self.device):
                     checkpoints.append(str(self._checkpoint()))
                     self._emit("stopped", path=checkpoints[-1],
                                message=f"stopped at step {self.step}; resume from {checkpoints[-1]}")
@@ -217,16 +221,26 @@ class LoraTrainer:
         for group in self.optimizer.param_groups:
             group["lr"] = self.cfg.lr_at(self.step)
         self.optimizer.zero_grad(set_to_none=True)
-        total, sigmas = 0.0, []
-        for _ in range(self.cfg.gradient_accumulation):
-            loss, sigma = self._loss(self._next_batch())
+        total, sigma_sum = 0.0, 0.0
+        for k in range(self.cfg.gradient_accumulation):
+            batch = self._next_batch()
+            if not self.parallel.owns(k):
+                continue
+            self.generator.manual_seed(self._draw_seed(k))
+            loss, sigma = self._loss(batch)
             (loss / self.cfg.gradient_accumulation).backward()
             total += loss.item() / self.cfg.gradient_accumulation
-            sigmas.append(sigma)
+            sigma_sum += sigma / self.cfg.gradient_accumulation
+        params = self.lora.trainable_parameters()
+        self.parallel.sum_gradients(params)
+        total = self.parallel.sum(total, self.device)
         if math.isfinite(total):
-            torch.nn.utils.clip_grad_norm_(self.lora.trainable_parameters(), self.cfg.max_grad_norm)
+            torch.nn.utils.clip_grad_norm_(params, self.cfg.max_grad_norm)
             self.optimizer.step()
-        return total, sum(sigmas) / len(sigmas)
+        return total, self.parallel.sum(sigma_sum, self.device)
+
+    def _draw_seed(self, micro_batch: int) -> int:
+        return (self.cfg.seed * 1_000_003 + self.step) * 1_009 + micro_batch
 
     def _next_batch(self) -> list[int]:
         if self.position >= len(self._batches):
@@ -285,17 +299,15 @@ class LoraTrainer:
     # -- checkpoints and output ----------------------------------------------------------------------------------
 
     def _cursor(self) -> tuple:
-        return self.generator.get_state(), self.epoch, self.position, self._batches
+        return self.epoch, self.position, self._batches
 
     def _restore_cursor(self, cursor: tuple) -> None:
-        state, self.epoch, self.position, self._batches = cursor
-        self.generator.set_state(state)
+        self.epoch, self.position, self._batches = cursor
 
     def _checkpoint(self) -> Path:
         state = {
             "lora": self.lora.state(),
             "optimizer": self.optimizer.state_dict(),
-            "generator": self.generator.get_state(),
             "epoch": self.epoch,
             "position": self.position,
             "losses": list(self.losses),
@@ -304,8 +316,11 @@ class LoraTrainer:
             "data_fingerprint": self.data.fingerprint(),
             "lr_changes": self.lr_changes,
         }
-        path = save_checkpoint(self.checkpoint_dir, self.step, state, write_lora=self.save_lora)
-        prune_checkpoints(self.checkpoint_dir, self.cfg.keep_checkpoints)
+        path = checkpoint_path(self.checkpoint_dir, self.step)
+        if self.parallel.is_writer:
+            save_checkpoint(self.checkpoint_dir, self.step, state, write_lora=self.save_lora)
+            prune_checkpoints(self.checkpoint_dir, self.cfg.keep_checkpoints)
+        self.parallel.barrier()
         return path
 
     def metadata(self, step: int | None = None) -> dict:
