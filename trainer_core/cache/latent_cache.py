@@ -15,7 +15,8 @@ a caption, so text is stored once per distinct text rather than once per sample.
 separate so that editing a caption re-encodes text only, and switching audio on re-encodes audio only.
 
 Every file carries its key in the safetensors header; a file whose header does not match (or cannot be read) is
-treated as missing, which makes interrupted and half-copied caches safe to resume.
+treated as missing, which makes interrupted and half-copied caches safe to resume. The manifest also records each
+file's size and sha256 (``integrity``), so a file damaged in place is found before training and re-encoded.
 """
 
 from __future__ import annotations

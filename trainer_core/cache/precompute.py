@@ -1,7 +1,9 @@
 """Latent Precompute: encode every sample once into the on-disk cache (``latent_cache``), resumably.
 
 The run is phase by phase (text, then video, then audio) so that only one large model is needed at a time; each
-finished file is written atomically at once, so an interrupted run loses at most the batch in flight. Callers
+finished file is written atomically at once, so an interrupted run loses at most the batch in flight. A clip that
+fails to decode or encode is reported and left out (``phases``, ``isolation``); every caption is fitted to one
+context length (``context_window``); each file's sha256 goes into the manifest (``integrity``). Callers
 (the ComfyUI node, the headless demo, tests) inject the encoders, the frame loader, a progress callback and a
 cancel check; nothing here knows about ComfyUI.
 """
