@@ -3,8 +3,9 @@
 # integration tests (tests/comfy) whenever a ComfyUI tree is available: $COMFYUI_ROOT, else ../shared/comfyui beside
 # the repo. Their CPU env is built once by scripts/comfy-test-env.sh into .comfy-env (or $COMFY_TEST_WORKDIR) and
 # reused; they run with LTX23_REQUIRE_COMFY=1, so a ComfyUI that does not import fails instead of skipping. Running
-# as root without Chromium installs Debian's chromium for the browser test. Arguments go to both pytest runs.
-# Exit status: non-zero when either run fails or collects no tests.
+# as root without Chromium installs Debian's chromium for the browser test. Arguments go to pytest: test paths under
+# tests/comfy to the ComfyUI run, other paths to the core run (a run none of the given paths is for is left out),
+# options to both. Exit status: non-zero when a run fails or collects no tests.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
@@ -28,10 +29,30 @@ run_suite() {
   return 0
 }
 
-run_suite core "$root/.venv/bin/python" -m pytest -q -rs --ignore=tests/comfy "$@"
+opts=() core_paths=() comfy_paths=()
+for arg in "$@"; do
+  case "$arg" in
+    tests/comfy*|./tests/comfy*) comfy_paths+=("$arg") ;;
+    -*) opts+=("$arg") ;;
+    *) if [ -e "${arg%%::*}" ]; then core_paths+=("$arg"); else opts+=("$arg"); fi ;;
+  esac
+done
+want_core=1 want_comfy=1
+if [ $((${#core_paths[@]} + ${#comfy_paths[@]})) -gt 0 ]; then
+  [ ${#core_paths[@]} -gt 0 ] || want_core=0
+  [ ${#comfy_paths[@]} -gt 0 ] || want_comfy=0
+fi
+
+if [ $want_core = 1 ]; then
+  run_suite core "$root/.venv/bin/python" -m pytest -q -rs --ignore=tests/comfy "${opts[@]}" "${core_paths[@]}"
+else
+  status[core]=0; verdict[core]="not asked for"
+fi
 
 comfy_root=${COMFYUI_ROOT:-$root/../shared/comfyui}
-if [ -f "$comfy_root/main.py" ]; then
+if [ $want_comfy = 0 ]; then
+  status[comfy]=0; verdict[comfy]="not asked for"
+elif [ -f "$comfy_root/main.py" ]; then
   if ! command -v chromium >/dev/null && ! command -v chromium-browser >/dev/null && [ -z "${CHROMIUM:-}" ]; then
     if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
       log "installing Debian's chromium for the browser test"
@@ -44,7 +65,7 @@ if [ -f "$comfy_root/main.py" ]; then
   if command -v chromium >/dev/null || command -v chromium-browser >/dev/null || [ -n "${CHROMIUM:-}" ]; then
     export LTX23_REQUIRE_BROWSER=1
   fi
-  run_suite comfy bash "$root/scripts/comfy-test-env.sh" "$comfy_root" -- -q -rs "$@"
+  run_suite comfy bash "$root/scripts/comfy-test-env.sh" "$comfy_root" -- -q -rs "${opts[@]}" "${comfy_paths[@]}"
 else
   reason="no ComfyUI tree at ${COMFYUI_ROOT:-../shared/comfyui}; set COMFYUI_ROOT to a ComfyUI v0.20.x checkout"
   if [ "${LTX23_REQUIRE_COMFY:-}" = "1" ]; then
