@@ -17,6 +17,7 @@ import sys
 
 import torch
 
+from ..trainer_core.cache.integrity import verify_cache
 from ..trainer_core.cache.latent_cache import LatentCache
 from ..trainer_core.training.estimate import estimate
 from ..trainer_core.training.estimate_model import largest_workload
@@ -82,6 +83,9 @@ def run_job(path: str, parallel_mode: str | None = None, comfyui_root: str | Non
     os.makedirs(job.run_dir, exist_ok=True)
     events = os.path.join(job.run_dir, EVENTS_FILE) if par.is_writer else None
     data = LatentCache(job.cache_dir)
+    for note in data.notes() + verify_cache(data):
+        if par.is_writer:
+            log.warning("LTX-2.3 Trainer: %s", note)
     patcher = load_model(job)
     dm = patcher.model.diffusion_model
     denoiser = ComfyLTXDenoiser(dm, patcher.model.get_dtype_inference())

@@ -65,7 +65,7 @@ class _Probe:
 
 
 def train_on_loaded_model(model, data: TrainingData, config: TrainConfig, out_dir: str, *, node_id: str | None = None,
-                          resume: bool = False, buckets=(), parallel: Parallel | None = None,
+                          resume: bool = False, resume_from: str = "", buckets=(), parallel: Parallel | None = None,
                           events_path: str | None = None, dataset_fingerprint: str = "",
                           workflow_id: str | None = None) -> ComfyTrainingRun:
     """Trains on a clone of ``model`` (a ComfyUI ModelPatcher); the user's model is left exactly as it was.
@@ -95,7 +95,7 @@ def train_on_loaded_model(model, data: TrainingData, config: TrainConfig, out_di
     trainer = LoraTrainer(denoiser, data, config, out_dir, on_event=probe, should_stop=mm.processing_interrupted,
                           buckets=buckets, device=device, parallel=parallel, dataset_fingerprint=dataset_fingerprint)
     if resume:
-        trainer.resume(os.path.join(out_dir, "checkpoints"))
+        trainer.resume(os.path.join(out_dir, "checkpoints"), pick=resume_from)
     progress.begin(trainer, out_dir, preflight)
     try:
         with trainable_view(dm):

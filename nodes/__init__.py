@@ -35,3 +35,4 @@ class LTX23TrainerExtension(ComfyExtension):
         # After the imports, so every module that defines an exception is loaded.
         tidy_exception_names(__name__.rsplit(".", 1)[0])
         return nodes
+

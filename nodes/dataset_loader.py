@@ -10,16 +10,15 @@ from comfy_api.latest import io
 from ..comfy_adapters.captioner import token_counter
 from ..comfy_adapters.report import problems_of, report_ui
 from ..trainer_core.data import dataset
+from ..trainer_core.paths import resolve_under
 
 REPORT_SUBFOLDER = Path("ltx23_trainer") / "reports"
 
 
 def _source_path(folder: str) -> str:
-    """Relative paths are read from ComfyUI's input folder, where users upload their files."""
+    """Relative paths are read from ComfyUI's input folder, where users upload their files, and may not leave it."""
     folder = (folder or "").strip()
-    if folder and not Path(folder).expanduser().is_absolute():
-        return str(Path(folder_paths.get_input_directory()) / folder)
-    return folder
+    return resolve_under(folder, folder_paths.get_input_directory(), "dataset folder") if folder else folder
 
 
 class DatasetLoader(io.ComfyNode):
@@ -62,7 +61,10 @@ class DatasetLoader(io.ComfyNode):
 
     @classmethod
     def fingerprint_inputs(cls, folder, recursive=False, **kwargs):
-        return dataset.scan_fingerprint(_source_path(folder), recursive)
+        try:
+            return dataset.scan_fingerprint(_source_path(folder), recursive)
+        except ValueError as exc:
+            return f"refused: {exc}"  # execute raises it on the node
 
     @classmethod
     def execute(cls, folder, recursive, trigger_word, trigger_position, strict, allow_outside_root,

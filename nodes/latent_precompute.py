@@ -28,6 +28,7 @@ from ..trainer_core.cache import latent_cache as lc
 from ..trainer_core.cache.encoders import check_frames, module_identity
 from ..trainer_core.cache.precompute import decode_check as decode_cached, precompute
 from ..trainer_core.cache.references import PAIRS, SOURCES, ReferenceSpec
+from ..trainer_core.paths import resolve_under
 
 SAMPLES = io.Custom("LTX23_SAMPLES")
 LATENT_CACHE = io.Custom("LTX23_LATENT_CACHE")
@@ -37,13 +38,10 @@ _CONNECTOR_MODULES = ("caption_projection", "audio_caption_projection", "video_e
 
 
 def resolve_folder(folder: str) -> str:
-    """Relative folders live in ComfyUI's output directory; absolute ones are used as given."""
+    """Relative folders live in ComfyUI's output directory (and may not leave it); absolute ones are used as given."""
     import folder_paths
 
-    folder = os.path.expanduser(folder.strip() or DEFAULT_FOLDER)
-    if os.path.isabs(folder):
-        return os.path.normpath(folder)
-    return os.path.normpath(os.path.join(folder_paths.get_output_directory(), folder))
+    return resolve_under(folder.strip() or DEFAULT_FOLDER, folder_paths.get_output_directory(), "cache folder")
 
 
 def _patch_identity(patcher, prefix: str = "") -> list:

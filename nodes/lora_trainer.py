@@ -16,6 +16,7 @@ from comfy_api.latest import io, ui
 
 from ..trainer_core.training.checkpoints import latest_checkpoint
 from ..trainer_core.training.config import RECIPES, TrainConfig, recipe_config
+from ..trainer_core.cache.integrity import verify_cache
 from ..trainer_core.output.lora_file import LoraFile, comfy_state_dict
 from ..comfy_adapters.job_export import export_job
 from ..comfy_adapters.progress import workflow_id
@@ -98,9 +99,10 @@ class LoraTrainerNode(io.ComfyNode):
                                 tooltip="The trigger word your captions use (set it in the Dataset Loader). Only recorded in "
                                         "the LoRA's metadata here, so prompts later know what to write."),
                 io.Boolean.Input("resume", default=False,
-                                 tooltip="Continue the run named in run_name from its newest checkpoint, with the same data "
-                                         "and settings (only steps and the checkpoint settings may change). Off "
-                                         "(default) starts a new run."),
+                                 tooltip="Continue the run named in run_name from its newest readable checkpoint "
+                                         "(or the one in resume_from), with the same data and settings; only steps, "
+                                         "the learning rate (e.g. lowered after a NaN loss) and the checkpoint "
+                                         "settings may change. Off (default) starts a new run."),
                 io.Int.Input("seed", default=_DEFAULTS.seed, min=0, max=2**31 - 1, control_after_generate=False,
                              tooltip="Random seed (default 42). Same seed + same data + same settings = the "
                                      "same LoRA. Not randomized after each queue: a resume needs the same seed."),
@@ -147,6 +149,10 @@ class LoraTrainerNode(io.ComfyNode):
                              tooltip="For 'export job': how many GPUs the shown command uses (torchrun). "
                                      "gradient_accumulation must be a multiple of it: the GPUs share each step's "
                                      "batches, so the LoRA matches one trained here."),
+                io.String.Input("resume_from", default="", optional=True, advanced=True,
+                                tooltip="With 'resume' on: the checkpoint to continue from, as a step number (750) "
+                                        "or a file name (step_000750.ckpt) in the run's checkpoints folder. Empty "
+                                        "(default): the newest one that reads."),
             ],
             outputs=[
                 LORA.Output(display_name="lora", tooltip="The trained LoRA: feed Save Comfy LoRA or Validation Sweep."),
@@ -165,7 +171,7 @@ class LoraTrainerNode(io.ComfyNode):
                 checkpoint_every=_DEFAULTS.checkpoint_every, keep_checkpoints=_DEFAULTS.keep_checkpoints,
                 targets="", schedule=_DEFAULTS.schedule, warmup_steps=0, batch_size=1, gradient_accumulation=1,
                 gradient_checkpointing=True, mixed_precision="bf16", optimizer="adamw",
-                train_audio=False, run_on=RUN_ON[0], gpus=2) -> io.NodeOutput:
+                train_audio=False, run_on=RUN_ON[0], gpus=2, resume_from="") -> io.NodeOutput:
         import comfy.sd
 
         cfg = recipe_config(
@@ -179,8 +185,9 @@ class LoraTrainerNode(io.ComfyNode):
         if run_on == "export job":
             return cls._export(model, latent_cache, cfg, out_dir, resume, gpus)
         data = latent_cache.open()
+        data_notes = data.notes() + verify_cache(data)
         run = train_on_loaded_model(model, data, cfg, out_dir, node_id=cls.hidden.unique_id, resume=resume,
-                                    buckets=latent_cache.buckets,
+                                    resume_from=resume_from, buckets=latent_cache.buckets,
                                     dataset_fingerprint=getattr(latent_cache, "dataset_fingerprint", ""),
                                     workflow_id=workflow_id(cls.hidden.extra_pnginfo))
         result, trainer, parity = run.result, run.trainer, run.parity
@@ -200,6 +207,7 @@ class LoraTrainerNode(io.ComfyNode):
                   f"LoRA: {final}\ncheckpoints: {os.path.join(out_dir, 'checkpoints')}\n"
                   f"training forward matches ComfyUI {parity.comfyui_version} (max rel. diff "
                   f"{parity.max_rel_error:.1e})" + (f"\n{result.learning.line()}" if result.learning else ""))
+        report += "".join(f"\n{note}" for note in data_notes + trainer.resume_notes)
         return io.NodeOutput(lora, model_out, {"loss": list(result.losses)}, report)
 
     @classmethod

@@ -49,4 +49,9 @@ fi
 # shellcheck source=/dev/null  # written by comfyui-cpu-env: LD_LIBRARY_PATH, COMFYUI_ROOT, PATH
 source "$work/env.sh"
 cd "$repo"
-LTX23_REQUIRE_COMFY=1 exec "$work/venv/bin/python" -m pytest tests/comfy "${pytest_args[@]}"
+# Given test paths replace the default tests/comfy.
+targets=(tests/comfy)
+for arg in "${pytest_args[@]}"; do
+  case "$arg" in tests/comfy/*|./tests/comfy/*) targets=() ;; esac
+done
+LTX23_REQUIRE_COMFY=1 exec "$work/venv/bin/python" -m pytest "${targets[@]}" "${pytest_args[@]}"

@@ -39,7 +39,8 @@ def missing_requirements() -> str | None:
     except ImportError:
         return "the Python package 'playwright' is not installed (pip install playwright; no browser download needed)"
     if chromium_path() is None:
-        return "no Chromium found (apt-get install chromium, or set $CHROMIUM)"
+        return ("no Chromium found: install Debian's package (as root: apt-get update && apt-get install -y chromium; "
+                "bash scripts/test.sh does this itself when run as root), or set $CHROMIUM to a Chromium binary")
     return None
 
 

@@ -87,3 +87,22 @@ def test_trimmer_bucket_validation_and_empty_result(run_node, comfy_pack, demo_f
     dataset, _ = run_node(LOADER, folder=str(demo_folder), **LOADER_DEFAULTS)
     with pytest.raises(ValueError, match="(?s)produced no samples.*too short.*such as 128x96x17"):
         run_node(TRIMMER, dataset=dataset, buckets="128x96x49", **TRIMMER_DEFAULTS)
+
+
+def test_relative_folder_cannot_leave_the_input_folder(run_node, comfy_pack, demo_folder):
+    with pytest.raises(ValueError, match=r"'\.\./\.\./\.\./\.\./etc' leads outside ComfyUI's input folder"):
+        run_node(LOADER, folder="../../../../etc", **LOADER_DEFAULTS)
+    loader = comfy_pack.nodes[LOADER]
+    assert loader.fingerprint_inputs(folder="../../../../etc").startswith("refused: ")
+    # Absolute paths stay allowed.
+    dataset, _ = run_node(LOADER, folder=str(demo_folder), **LOADER_DEFAULTS)
+    assert len(dataset.usable_items()) == 4
+
+
+def test_error_types_read_as_the_pack_not_a_file_path(comfy_pack):
+    import execution
+
+    media = comfy_pack.module.trainer_core.data.media
+    disk = comfy_pack.module.trainer_core.diskspace
+    assert execution.full_type_name(media.MediaError) == "ltx23_trainer.MediaError"
+    assert execution.full_type_name(disk.DiskFullError) == "ltx23_trainer.DiskFullError"

@@ -187,11 +187,13 @@ class StandInTextConditioner:
     plumbing need. ``width`` is D_video + D_audio of the DiT the context is for (24 for the tiny test DiT).
     """
 
-    def __init__(self, width: int = 24, length: int = 32, seed: int = 0):
+    def __init__(self, width: int = 24, length: int = 32, seed: int = 0, grow: bool = False):
         self.width = width
         self.length = length
         self.seed = seed
-        self.identity = f"stand-in-text:w{width}:l{length}:s{seed}"
+        self.grow = grow
+        """Like ComfyUI's Gemma: a text of more than ``length`` tokens gives a longer context instead of a cut one."""
+        self.identity = f"stand-in-text:w{width}:l{length}:s{seed}" + (":grow" if grow else "")
         self.calls = 0
         self._registers = self._vector(f"<register>:{seed}", (length, width))
 
@@ -204,9 +206,10 @@ class StandInTextConditioner:
         self.calls += 1
         out = []
         for text in texts:
-            context = self._registers.clone()
-            words = re.findall(r"\w+|[^\w\s]", text.lower())[: self.length]
-            for i, word in enumerate(words):
+            words = re.findall(r"\w+|[^\w\s]", text.lower())
+            extra = len(words) - self.length if self.grow else 0
+            context = torch.cat([self._registers, self._registers[-1:].expand(max(0, extra), -1)])
+            for i, word in enumerate(words[: self.length + max(0, extra)]):
                 context[i] = self._vector(word, (self.width,))
             out.append(context)
         return out

@@ -15,7 +15,8 @@ a caption, so text is stored once per distinct text rather than once per sample.
 separate so that editing a caption re-encodes text only, and switching audio on re-encodes audio only.
 
 Every file carries its key in the safetensors header; a file whose header does not match (or cannot be read) is
-treated as missing, which makes interrupted and half-copied caches safe to resume.
+treated as missing, which makes interrupted and half-copied caches safe to resume. The manifest also records each
+file's size and sha256 (``integrity``), so a file damaged in place is found before training and re-encoded.
 """
 
 from __future__ import annotations
@@ -32,12 +33,16 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from ..atomic import atomic_path, is_temp_file, write_text_atomic
+from ..diskspace import tensor_bytes
 from ..data.samples import Sample
 from .training_data import TrainItem
 
 FORMAT = "ltx23-latent-cache/1"
 MANIFEST = "manifest.json"
 KINDS = ("media", "audio", "text")
+
+_HEADER_BYTES = 1 << 16
+"""Room allowed for a safetensors header (names, shapes, metadata) in the free-space check."""
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 
@@ -77,8 +82,9 @@ def relpath(kind: str, key: str) -> str:
 
 def write_tensors(path: str, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> int:
     """Writes a safetensors file atomically; returns its size."""
-    with atomic_path(path) as tmp:
-        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata=metadata)
+    tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    with atomic_path(path, size_hint=tensor_bytes(tensors) + _HEADER_BYTES) as tmp:
+        save_file(tensors, str(tmp), metadata=metadata)
     return os.path.getsize(path)
 
 
@@ -96,6 +102,21 @@ def stored_key(path: str) -> str | None:
     if meta.get("format") != FORMAT:
         return None
     return meta.get("key")
+
+
+def header_metadata(path: str) -> dict[str, str]:
+    with safe_open(path, "pt") as f:
+        return f.metadata() or {}
+
+
+def header_shapes(path: str) -> dict[str, list[int]]:
+    with safe_open(path, "pt") as f:
+        return {k: list(f.get_slice(k).get_shape()) for k in f.keys()}
+
+
+def load_tensor(path: str, name: str) -> torch.Tensor:
+    with safe_open(path, "pt") as f:
+        return f.get_tensor(name)
 
 
 def is_valid(root: str, kind: str, key: str) -> bool:
@@ -177,6 +198,8 @@ class LatentCache:
                              "Latent Precompute on it to finish (finished samples are reused)")
         self.manifest = manifest
         self.entries: list[dict] = manifest["entries"]
+        self.excluded: dict[str, str] = {}
+        """Samples ``integrity.verify_cache`` left out, with why."""
         self.dtype = dtype
         self._text_lru = text_lru
         self._texts: OrderedDict[str, torch.Tensor] = OrderedDict()
@@ -191,6 +214,9 @@ class LatentCache:
         except FileNotFoundError:
             raise FileNotFoundError(f"latent cache file {path} is missing; re-run Latent Precompute on {self.root} "
                                     "to recompute it") from None
+        except Exception as exc:  # noqa: BLE001 - safetensors' own errors name no file
+            raise ValueError(f"latent cache file {path} cannot be read ({type(exc).__name__}: {exc}); it is "
+                             f"truncated or damaged. Re-run Latent Precompute on {self.root} to recompute it") from None
         if self.dtype is not None:
             tensors = {k: v.to(self.dtype) for k, v in tensors.items()}
         return tensors
@@ -242,7 +268,16 @@ class LatentCache:
                            "validation prompts and re-run it (only the new prompt is encoded)") from None
         return self._context(rel)
 
+    def notes(self) -> list[str]:
+        """What Latent Precompute reported about this cache (captions cut, samples left out), for the trainer's
+        report."""
+        lines = [f"precompute warning: {w}" for w in self.manifest.get("warnings", [])]
+        return lines + [f"left out by precompute: {f['sample_id']} ({f['path']}): {f['stage']} failed: {f['reason']}"
+                        for f in self.manifest.get("failed", [])]
+
     def fingerprint(self) -> str:
+        if self.excluded:
+            return key_hash(self.manifest["fingerprint"], sorted(self.excluded))
         return self.manifest["fingerprint"]
 
     def bytes_on_disk(self) -> int:

@@ -1,7 +1,9 @@
 """Latent Precompute: encode every sample once into the on-disk cache (``latent_cache``), resumably.
 
 The run is phase by phase (text, then video, then audio) so that only one large model is needed at a time; each
-finished file is written atomically at once, so an interrupted run loses at most the batch in flight. Callers
+finished file is written atomically at once, so an interrupted run loses at most the batch in flight. A clip that
+fails to decode or encode is reported and left out (``phases``, ``isolation``); every caption is fitted to one
+context length (``context_window``); each file's sha256 goes into the manifest (``integrity``). Callers
 (the ComfyUI node, the headless demo, tests) inject the encoders, the frame loader, a progress callback and a
 cancel check; nothing here knows about ComfyUI.
 """
@@ -9,17 +11,18 @@ cancel check; nothing here knows about ComfyUI.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import os
 import time
 from typing import Callable, Sequence
 
 import torch
-from safetensors import safe_open
 
+from . import integrity, isolation, phases
 from . import latent_cache as lc
 from .encoders import AudioEncoder, TextConditioner, VideoDecoder, VideoEncoder, check_bucket
 from .references import ReferenceSpec
+from .isolation import SampleFailure
+from .loaders import load_frames, load_reference_frames, load_sample_audio
 from ..data.samples import Sample
 
 FrameLoader = Callable[[Sample], torch.Tensor]
@@ -32,59 +35,6 @@ CancelFn = Callable[[], None]
 """Raises to stop the run; called between batches."""
 PhaseDoneFn = Callable[[str], None]
 """Called with "text", "video", "audio" when a phase ends, so the caller can free that phase's models early."""
-
-
-def load_frames(sample: Sample) -> torch.Tensor:
-    from ..data.media import load_sample_frames
-
-    return load_sample_frames(sample)
-
-
-def load_reference_frames(sample: Sample) -> torch.Tensor:
-    from ..data.media import load_reference_frames as load
-
-    return load(sample)
-
-
-def load_sample_audio(sample: Sample) -> tuple[torch.Tensor, int] | None:
-    """The stereo waveform of the sample's window at the source's sample rate; None without an audio track.
-
-    Short tracks are zero-padded to the window so audio and video latents always cover the same time span.
-    """
-    import av
-    import numpy as np
-
-    if sample.kind != "video":
-        return None
-    duration = sample.frames / sample.fps
-    with av.open(sample.media_path) as container:
-        if not container.streams.audio:
-            return None
-        stream = container.streams.audio[0]
-        rate = stream.codec_context.sample_rate
-        # Seek a second early: container seeks land on the packet before the target, never after.
-        container.seek(int(max(0.0, sample.start_time - 1.0) * av.time_base))
-        resampler = av.AudioResampler(format="fltp", layout="stereo", rate=rate)
-        chunks, first_time, total = [], None, 0
-        needed = None
-        for frame in container.decode(stream):
-            if first_time is None:
-                first_time = float(frame.time or 0.0)
-                needed = int(round((sample.start_time - first_time + duration) * rate))
-            for out in resampler.resample(frame):
-                chunks.append(out.to_ndarray())
-                total += chunks[-1].shape[1]
-            if total >= needed:
-                break
-    if first_time is None:
-        return None
-    wave = torch.from_numpy(np.concatenate(chunks, axis=1)) if chunks else torch.zeros(2, 0)
-    offset = max(0, int(round((sample.start_time - first_time) * rate)))
-    length = int(round(duration * rate))
-    wave = wave[:, offset:offset + length]
-    if wave.shape[1] < length:
-        wave = torch.nn.functional.pad(wave, (0, length - wave.shape[1]))
-    return wave.float(), rate
 
 
 @dataclasses.dataclass
@@ -105,6 +55,12 @@ class PrecomputeReport:
     """Samples without an audio track in an audio-enabled run (they train video-only)."""
     seconds: dict[str, float]
     frames_encoded: int
+    failed: list[SampleFailure] = dataclasses.field(default_factory=list)
+    """Samples that could not be decoded or encoded: left out of the cache (audio: trained video-only)."""
+    truncated: list[str] = dataclasses.field(default_factory=list)
+    """One line per caption cut to the text encoder's window."""
+    repaired: list[str] = dataclasses.field(default_factory=list)
+    """Cache files whose content no longer matched their recorded hash, so they were computed again."""
 
     def summary(self) -> str:
         c = self.cache
@@ -133,6 +89,11 @@ class PrecomputeReport:
             lines.append(f"no audio track (video-only training): {_ids(self.no_audio)}")
         if c.validation_prompts:
             lines.append(f"validation prompts: {len(c.validation_prompts)}")
+        if self.repaired:
+            lines.append(f"repaired: {len(self.repaired)} cache file(s) were damaged on disk and were encoded again: "
+                         + _ids(self.repaired))
+        lines += [f"WARNING: {line}" for line in self.truncated]
+        lines += isolation.summary_lines(self.failed, c.num_samples)
         return "\n".join(lines)
 
 
@@ -143,15 +104,6 @@ def _mb(n: float) -> str:
 def _ids(ids: Sequence[str], limit: int = 8) -> str:
     more = f" (+{len(ids) - limit} more)" if len(ids) > limit else ""
     return ", ".join(ids[:limit]) + more
-
-
-def _header_shapes(path: str) -> dict[str, list[int]]:
-    with safe_open(path, "pt") as f:
-        return {k: list(f.get_slice(k).get_shape()) for k in f.keys()}
-
-
-def expected_latent_shape(sample: Sample) -> list[int]:
-    return [128, (sample.frames - 1) // 8 + 1, sample.height // 32, sample.width // 32]
 
 
 def _check_samples(samples: Sequence[Sample]) -> None:
@@ -208,6 +160,7 @@ def precompute(
     except ValueError:
         previous = None  # unreadable or foreign manifest: every file is re-validated by its header anyway
     old_keys = {e["sample_id"]: e["entry_key"] for e in (previous or {}).get("entries", [])}
+    recorded = (previous or {}).get("files", {})
 
     prompts = list(dict.fromkeys(p for p in validation_prompts if p.strip()))
     texts = list(dict.fromkeys([s.caption for s in samples] + [""] + prompts))
@@ -231,111 +184,97 @@ def precompute(
     # Written first so that a reader never takes a half-updated folder for the previous, finished cache.
     lc.write_json(os.path.join(root, lc.MANIFEST), base_manifest)
 
-    todo_text = [t for t in texts if not lc.is_valid(root, "text", tkeys[t])]
-    todo_media = [s for s in samples if not lc.is_valid(root, "media", mkeys[s.sample_id])]
-    todo_audio = [s for s in samples if audio_encoder and not lc.is_valid(root, "audio", akeys[s.sample_id])]
+    corrupt: list[str] = []
+    verified: set[str] = set()
+
+    def valid(kind: str, key: str) -> bool:
+        # Header key first (cheap), then the content hash the previous run recorded: a file damaged in place keeps
+        # its header but not its hash.
+        rel = lc.relpath(kind, key)
+        if not lc.is_valid(root, kind, key):
+            return False
+        if rel not in recorded:
+            return True
+        if integrity.problem(root, rel, recorded[rel]) is None:
+            verified.add(rel)
+            return True
+        corrupt.append(rel)
+        return False
+
+    todo_text = [t for t in texts if not valid("text", tkeys[t])]
+    if "" not in todo_text:
+        # Contexts cached before every text was fitted to one window are re-encoded.
+        window = lc.header_shapes(os.path.join(root, lc.relpath("text", tkeys[""])))["context"][0]
+        todo_text += [t for t in texts if t not in todo_text and
+                      lc.header_shapes(os.path.join(root, lc.relpath("text", tkeys[t])))["context"][0] != window]
+    todo_media = [s for s in samples if not valid("media", mkeys[s.sample_id])]
+    todo_audio = [s for s in samples if audio_encoder and not valid("audio", akeys[s.sample_id])]
     total = len(todo_text) + len(todo_media) + len(todo_audio)
     done = 0
     seconds = {"text": 0.0, "video": 0.0, "audio": 0.0}
     progress(0, total, "checking cache")
 
+    def step(units: int, message: str) -> None:
+        nonlocal done
+        done += units
+        progress(done, total, message)
+
     t0 = time.perf_counter()
-    for i in range(0, len(todo_text), text_batch_size):
-        cancel()
-        batch = todo_text[i:i + text_batch_size]
-        contexts = text_conditioner.encode(batch)
-        if len(contexts) != len(batch):
-            raise RuntimeError(f"text conditioner returned {len(contexts)} contexts for {len(batch)} texts")
-        for text, context in zip(batch, contexts):
-            if context.ndim != 2:
-                raise RuntimeError(f"text conditioner returned shape {tuple(context.shape)} for {text[:60]!r}; "
-                                   "expected a processed context [L, D_video + D_audio]")
-            lc.write_tensors(os.path.join(root, lc.relpath("text", tkeys[text])), {"context": context.to(dt)},
-                             {"format": lc.FORMAT, "key": tkeys[text], "kind": "text", "text": text,
-                              "identity": text_conditioner.identity})
-        done += len(batch)
-        progress(done, total, f"text {done}/{len(todo_text)}")
+    phases.encode_texts(root, todo_text, tkeys, text_conditioner, dt, text_batch_size, step, cancel)
     seconds["text"] = time.perf_counter() - t0
     phase_done("text")
 
     t0 = time.perf_counter()
-    frames_encoded = 0
-    by_bucket: dict[tuple, list[Sample]] = {}
-    for s in todo_media:
-        if reference.applies(s):
-            reference.size(s)  # a factor that does not fit the bucket fails before anything is encoded
-        by_bucket.setdefault((s.bucket, reference.applies(s)), []).append(s)
-    for group in by_bucket.values():
-        for i in range(0, len(group), batch_size):
-            cancel()
-            batch = group[i:i + batch_size]
-            pixels = [_loaded(frame_loader, s, "frames") for s in batch]
-            video = video_encoder.encode(torch.stack(pixels))
-            refs = None
-            if reference.applies(batch[0]):
-                loader = functools.partial(_loaded, reference_loader, what="reference frames")
-                refs = video_encoder.encode(torch.stack([reference.frames(s, p, loader)
-                                                         for s, p in zip(batch, pixels)]))
-            for j, s in enumerate(batch):
-                if list(video[j].shape) != expected_latent_shape(s):
-                    raise RuntimeError(f"the video encoder returned {list(video[j].shape)} for {s.sample_id!r} "
-                                       f"({s.bucket}); expected {expected_latent_shape(s)}. Is the VAE an LTX-2 VAE?")
-                tensors = {"video_latents": video[j].to(dt)}
-                if refs is not None:
-                    tensors["reference_latents"] = refs[j].to(dt)
-                key = mkeys[s.sample_id]
-                lc.write_tensors(os.path.join(root, lc.relpath("media", key)), tensors,
-                                 {"format": lc.FORMAT, "key": key, "kind": "media", "sample_id": s.sample_id,
-                                  "identity": video_encoder.identity})
-                frames_encoded += s.frames * (2 if refs is not None else 1)
-            done += len(batch)
-            progress(done, total, f"video {batch[-1].sample_id}")
+    failures, frames_encoded = phases.encode_videos(root, todo_media, mkeys, video_encoder, frame_loader,
+                                                    reference_loader, reference, dt, batch_size, step, cancel)
     seconds["video"] = time.perf_counter() - t0
     phase_done("video")
 
+    failed_ids = {f.sample_id for f in failures}
     t0 = time.perf_counter()
-    no_audio = set()
-    for s in todo_audio:
-        cancel()
-        key = akeys[s.sample_id]
-        meta = {"format": lc.FORMAT, "key": key, "kind": "audio", "sample_id": s.sample_id,
-                "identity": audio_encoder.identity}
-        loaded = audio_loader(s)
-        tensors = {}
-        if loaded is not None:
-            tensors["audio_latents"] = audio_encoder.encode(*loaded).to(dt)
-        lc.write_tensors(os.path.join(root, lc.relpath("audio", key)), tensors, meta)
-        done += 1
-        progress(done, total, f"audio {s.sample_id}")
+    failures += phases.encode_audio(root, [s for s in todo_audio if s.sample_id not in failed_ids], akeys,
+                                    audio_encoder, audio_loader, dt, step, cancel)
     seconds["audio"] = time.perf_counter() - t0
     phase_done("audio")
 
+    encoded = [s for s in samples if s.sample_id not in failed_ids]
+    if not encoded:
+        raise ValueError("no sample could be encoded, so there is nothing to train on:\n"
+                         + "\n".join(f"  - {f.line()}" for f in failures))
+    no_audio = set()
     entries, referenced = [], set()
-    for s in samples:
+    for s in encoded:
         mrel, trel = lc.relpath("media", mkeys[s.sample_id]), lc.relpath("text", tkeys[s.caption])
         arel = lc.relpath("audio", akeys[s.sample_id]) if audio_encoder else None
-        shapes = _header_shapes(os.path.join(root, mrel))
-        ashapes = _header_shapes(os.path.join(root, arel)) if arel else {}
+        shapes = lc.header_shapes(os.path.join(root, mrel))
+        ashapes = lc.header_shapes(os.path.join(root, arel)) if arel and os.path.exists(os.path.join(root, arel)) \
+            else {}
         if arel and "audio_latents" not in ashapes:
             no_audio.add(s.sample_id)
-        referenced.update(r for r in (mrel, trel, arel) if r)
+        referenced.update(r for r in (mrel, trel, arel) if r and os.path.exists(os.path.join(root, r)))
         entries.append({
             "sample_id": s.sample_id, "entry_key": entry_key(s), "kind": s.kind, "bucket": s.bucket,
             "fps": s.fps, "caption": s.caption, "media": mrel, "text": trel,
             "audio": arel if arel and "audio_latents" in ashapes else None,
             "video_shape": shapes["video_latents"], "reference_shape": shapes.get("reference_latents"),
             "audio_shape": ashapes.get("audio_latents"),
-            "context_shape": _header_shapes(os.path.join(root, trel))["context"],
+            "context_shape": lc.header_shapes(os.path.join(root, trel))["context"],
         })
     prompt_files = {p: lc.relpath("text", tkeys[p]) for p in prompts}
     empty_rel = lc.relpath("text", tkeys[""])
     referenced.update(prompt_files.values())
     referenced.add(empty_rel)
-    context_shape = _header_shapes(os.path.join(root, empty_rel))["context"]
+    context_shape = lc.header_shapes(os.path.join(root, empty_rel))["context"]
+    users: dict[str, list[str]] = {}
+    for s in encoded:
+        users.setdefault(s.caption, []).append(s.sample_id)
+    truncated = [t.line(users.get(text, [])) for text, t in phases.truncations(root, texts, tkeys).items()]
     fingerprint = lc.key_hash([e["entry_key"] for e in entries], [e["sample_id"] for e in entries],
-                           tkeys[""], sorted(tkeys[p] for p in prompts))
+                              tkeys[""], sorted(tkeys[p] for p in prompts))
     manifest = {**base_manifest, "complete": True, "fingerprint": fingerprint, "context_shape": context_shape,
-                "empty_text": empty_rel, "prompts": prompt_files, "entries": entries}
+                "empty_text": empty_rel, "prompts": prompt_files, "entries": entries,
+                "files": integrity.digests(root, sorted(referenced), recorded, verified),
+                "failed": [f.to_json() for f in failures], "warnings": truncated}
     manifest.pop("sample_ids")
     lc.write_json(os.path.join(root, lc.MANIFEST), manifest)
 
@@ -345,7 +284,7 @@ def precompute(
         for f in stale:
             os.unlink(os.path.join(root, f))
 
-    new_keys = {s.sample_id: entry_key(s) for s in samples}
+    new_keys = {s.sample_id: entry_key(s) for s in encoded}
     computed = {"text": len(todo_text), "media": len(todo_media)}
     reused = {"text": len(texts) - len(todo_text), "media": len(samples) - len(todo_media)}
     if audio_encoder:
@@ -358,16 +297,8 @@ def precompute(
         removed=[i for i in old_keys if i not in new_keys],
         stale_files=stale, stale_bytes=stale_bytes, pruned=prune_stale,
         no_audio=sorted(no_audio), seconds=seconds, frames_encoded=frames_encoded,
+        failed=failures, truncated=truncated, repaired=corrupt,
     )
-
-
-def _loaded(loader: FrameLoader, sample: Sample, what: str) -> torch.Tensor:
-    frames = loader(sample)
-    want = (sample.frames, sample.height, sample.width, 3)
-    if tuple(frames.shape) != want:
-        raise ValueError(f"{what} of sample {sample.sample_id!r} ({sample.media_path}) have shape "
-                         f"{tuple(frames.shape)}, expected {want}; the loader must return the sample's bucket size")
-    return frames.float()
 
 
 def decode_check(cache: lc.LatentCache, decoder: VideoDecoder, count: int) -> list[tuple[str, torch.Tensor, float]]:

@@ -97,6 +97,7 @@ def scan_folder(root: Path, config: DatasetConfig) -> tuple[list[ScanEntry], lis
         if not config.allow_outside_root and not _inside(path, root):
             entry.problems.append(_outside_problem(rel, path, root))
         entries.append(entry)
+    _warn_shared_captions(entries)
     orphans = [p.relative_to(root).as_posix() for p in files if p.suffix.lower() == ".txt" and p not in used_captions]
     if orphans:
         notes.append(Problem(WARNING, "caption_without_media", f"{len(orphans)} caption file(s) have no media file "
@@ -117,6 +118,23 @@ def scan_folder(root: Path, config: DatasetConfig) -> tuple[list[ScanEntry], lis
                                  f"{_listing([d.name for d in skipped_dirs])} were not loaded", "enable 'recursive' "
                                  "to include subfolders"))
     return entries, notes
+
+
+def _warn_shared_captions(entries: list[ScanEntry]) -> None:
+    """``a.mp4`` and ``a.png`` both read ``a.txt``: almost always two different pictures under one description."""
+    by_caption: dict[str, list[ScanEntry]] = {}
+    for entry in entries:
+        if entry.caption is not None:
+            by_caption.setdefault(entry.caption_source, []).append(entry)
+    for source, sharing in by_caption.items():
+        if len(sharing) < 2:
+            continue
+        for entry in sharing:
+            others = [e.item_id for e in sharing if e is not entry]
+            entry.problems.append(Problem(WARNING, "caption_shared", f"its caption {source} is also used by "
+                                          f"{_listing(others)}", "give each file a caption of its own: rename one "
+                                          f"of them (e.g. {Path(entry.item_id).stem}_2{Path(entry.item_id).suffix} "
+                                          f"with {Path(entry.item_id).stem}_2.txt)"))
 
 
 def _listing(names: list[str], limit: int = 8) -> str:

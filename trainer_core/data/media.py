@@ -24,6 +24,7 @@ import av
 import numpy as np
 import torch
 
+from . import media_webp
 from .samples import Sample
 
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".gif")
@@ -151,11 +152,13 @@ def _display_size(width: int, height: int, sar, rotation: int) -> tuple[int, int
 
 
 def probe(path: str | os.PathLike) -> MediaInfo:
-    """Reads every video packet header (no decoding beyond the first frame) to count frames exactly.
+    """Reads every video packet header to count frames exactly, and decodes the keyframes.
 
     Raises ``MediaError`` for missing, empty, unreadable, undecodable or truncated files.
     """
     path = Path(path)
+    if media_webp.is_animated(path):
+        return media_webp.probe(path)
     container = _open(path)
     with container:
         stream = _video_stream(container, path)
@@ -170,6 +173,10 @@ def probe(path: str | os.PathLike) -> MediaInfo:
                 timestamps.append(len(timestamps) if ts is None else ts)
                 if first_frame is None:
                     first_frame = next(iter(stream.decode(packet)), None)
+                elif packet.is_keyframe:
+                    # Keyframes only (one per GOP, a small share of the work): damaged packets that a header scan
+                    # cannot see surface here rather than in the middle of precompute.
+                    stream.decode(packet)
             if first_frame is None:
                 first_frame = next(iter(stream.decode(None)), None)
         except av.FFmpegError as exc:
@@ -246,6 +253,9 @@ def decode_window(
     Seeks to the keyframe before the window and stops after its last frame; only output-sized RGB frames are kept.
     """
     path = Path(path)
+    if media_webp.is_animated(path):
+        return media_webp.decode_window(path, start_time=start_time, frames=frames, fps=fps, width=width,
+                                        height=height)
     container = _open(path)
     with container:
         stream = _video_stream(container, path)

@@ -194,7 +194,7 @@ def _no_bucket_problem(item: DatasetItem, config: TrimConfig, available: int, fp
         return Problem(ERROR, "too_short", f"too short: {available} frames{rate}, the shortest bucket needs "
                        f"{shortest}; it could give {could}",
                        f"add a bucket with {best} frames such as {Bucket(nearest.width, nearest.height, best)}, or "
-                       "lower the target fps" if best > 1 else "use a longer clip, or export a frame as an image")
+                       "use a longer clip" if best > 1 else "use a longer clip, or export a frame as an image")
     largest_fit = Bucket(info.width // 32 * 32, info.height // 32 * 32, example.frames)
     fix = "turn off no-upscale"
     if largest_fit.width >= 32 and largest_fit.height >= 32:
@@ -224,6 +224,26 @@ def _item_problems(info: media.MediaInfo, bucket: Bucket, fps: float | None, sou
     return problems
 
 
+def _dropped_frames(available: int, bucket: Bucket, windows: int, config: TrimConfig) -> list[Problem]:
+    """Every trim that leaves frames unused is reported; when a bucket of the same size with another frame count
+    would keep more of the clip, it is named."""
+    used = windows * bucket.frames
+    if used >= available:
+        return []
+
+    def kept(frames: int) -> int:
+        count = min(config.max_windows, available // frames) if config.window == "multiple" else 1
+        return frames * count
+
+    best = max(range(1, available + 1, 8), key=lambda f: (kept(f), f))
+    message = f"uses {used} of its {available} frames ({available - used} dropped) in {bucket}"
+    if kept(best) > used:
+        better = Bucket(bucket.width, bucket.height, best)
+        return [Problem(WARNING, "frames_dropped", message, f"add the bucket {better} to keep {kept(best)} frames"
+                        + ("" if config.window == "multiple" else ", or use window 'multiple' for more windows"))]
+    return [Problem(INFO, "frames_dropped", message, "none needed: the rest is shorter than another 8n+1 window")]
+
+
 def trim_item(item: DatasetItem, config: TrimConfig) -> tuple[TrimEntry, list[Sample]]:
     """The windows and samples of one dataset item, or the reason it has none."""
     if not item.usable:
@@ -239,9 +259,9 @@ def trim_item(item: DatasetItem, config: TrimConfig) -> tuple[TrimEntry, list[Sa
     if item.reference_info is not None and not single:
         reference_available = item.reference_info.output_frames_available(fps)
         if reference_available < available:
-            problems.append(Problem(INFO, "reference_shorter", f"the reference clip gives {reference_available} "
-                                    f"frames, the clip {available}; windows stay within the reference",
-                                    "none needed"))
+            problems.append(Problem(INFO, "reference_shorter", f"the reference clip "
+                                    f"{Path(item.reference_path).name} gives {reference_available} frames, the clip "
+                                    f"{available}; windows stay within the reference", "none needed"))
             available = reference_available
     bucket = bucketing.choose_bucket(list(config.buckets), info.width, info.height, available, config.no_upscale)
     if bucket is None:
@@ -253,6 +273,8 @@ def trim_item(item: DatasetItem, config: TrimConfig) -> tuple[TrimEntry, list[Sa
     if config.window == "multiple" and available // bucket.frames > config.max_windows:
         problems.append(Problem(INFO, "more_windows_possible", f"{available // bucket.frames} windows would fit, "
                                 f"{config.max_windows} taken", "raise 'max windows' to use more of the clip"))
+    if not single:
+        problems += _dropped_frames(available, bucket, len(starts), config)
     start_times = [s / fps if fps else 0.0 for s in starts]
     samples = [
         Sample(

@@ -16,6 +16,7 @@ import re
 import torch
 
 from ..atomic import atomic_path
+from ..diskspace import tensor_bytes
 
 PACK_NAME = "ComfyUI-LTX23-LoRA-Trainer"
 COMFY_PREFIX = "diffusion_model."
@@ -50,8 +51,9 @@ def save_comfy_lora(path: str | os.PathLike, weights: dict[str, tuple[torch.Tens
     if not weights:
         raise ValueError("no LoRA module to save: the weights are empty")
     meta = {k: v if isinstance(v, str) else json.dumps(v) for k, v in metadata.items()}
-    with atomic_path(path) as tmp:
-        save_file(comfy_state_dict(weights, dtype), str(tmp), metadata=meta)
+    state = comfy_state_dict(weights, dtype)
+    with atomic_path(path, size_hint=tensor_bytes(state) + 256 * len(state) + 4096) as tmp:
+        save_file(state, str(tmp), metadata=meta)
     return {"path": str(path), "modules": len(weights), "bytes": os.path.getsize(path)}
 
 

@@ -83,8 +83,9 @@ class TrainConfig:
             factor = 1.0
         return self.learning_rate * factor
 
-    # Settings that may differ between an interrupted run and its resume without changing what is trained.
-    RESUMABLE_CHANGES = ("steps", "checkpoint_every", "keep_checkpoints")
+    # Settings that may differ between an interrupted run and its resume. The learning rate may change too (the
+    # recovery from a NaN loss); the trainer records each change in the LoRA's run card.
+    RESUMABLE_CHANGES = ("steps", "checkpoint_every", "keep_checkpoints", "learning_rate")
 
     def resume_mismatches(self, saved: dict) -> list[str]:
         mine = dataclasses.asdict(self)

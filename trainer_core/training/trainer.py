@@ -19,7 +19,7 @@ from typing import Callable
 import torch
 
 from . import learning_check, objective, strategies
-from .checkpoints import checkpoint_path, load_checkpoint, prune_checkpoints, save_checkpoint
+from .checkpoints import checkpoint_path, load_checkpoint, load_resumable, prune_checkpoints, save_checkpoint
 from .config import TrainConfig
 from .denoiser import Denoiser
 from .lora import LoraSet, select_targets
@@ -122,6 +122,9 @@ class LoraTrainer:
         self.epoch, self.position = 0, 0
         self.losses: list[float] = []
         self.loss_ema: float | None = None
+        self.resume_notes: list[str] = []
+        self.lr_changes: list[dict] = []
+        """What resume chose or changed (a skipped unreadable checkpoint, a new learning rate), for the report."""
         self._batches = epoch_batches(data, self.cfg.batch_size, self.cfg.seed, 0)
         # Frame rates drive LTX's RoPE positions; the LoRA's card records what it learned at.
         self.frame_rates = sorted({float(data.group_key(i)[-1]) for i in range(len(data))})
@@ -141,21 +144,29 @@ class LoraTrainer:
         return torch.optim.AdamW(params, **kwargs)
 
     def _check_context_shapes(self) -> None:
-        empty = self.data.empty_context()
-        ctx = self.data.item(0).context
-        if empty.shape != ctx.shape:
-            raise ValueError(f"empty-caption context {tuple(empty.shape)} and caption context {tuple(ctx.shape)} "
-                             "differ in shape, so caption dropout cannot swap them: re-run Latent Precompute")
+        # Every item, from the cheap group keys: one odd context would only fail when caption dropout picks it.
+        empty = tuple(self.data.empty_context().shape)
+        odd = [i for i in range(len(self.data)) if tuple(self.data.group_key(i)[1]) != empty]
+        if odd:
+            named = ", ".join(f"{self.data.item(i).sample_id} {tuple(self.data.group_key(i)[1])}" for i in odd[:5])
+            raise ValueError(f"{len(odd)} cached caption context(s) differ in shape from the empty caption's {empty} "
+                             f"({named}), so caption dropout cannot swap them: re-run Latent Precompute, which fits "
+                             "every caption to the text encoder's window")
         widths = sum(self.denoiser.context_widths())
-        if ctx.shape[-1] != widths:
-            raise ValueError(f"cached text context is {ctx.shape[-1]} wide but this model takes {widths}: the cache "
+        if empty[-1] != widths:
+            raise ValueError(f"cached text context is {empty[-1]} wide but this model takes {widths}: the cache "
                              "was made for a different model; re-run Latent Precompute with this MODEL")
 
     # -- resume --------------------------------------------------------------------------------------------------
 
     @_outside_inference_mode
-    def resume(self, checkpoint: str | Path) -> None:
-        state = load_checkpoint(checkpoint)
+    def resume(self, checkpoint: str | Path, pick: str = "") -> None:
+        """Continues from ``checkpoint`` (a file, or a run's checkpoints folder: its newest readable one, or the
+        one ``pick`` names). The learning rate may differ from the checkpoint's; the change is recorded."""
+        if Path(checkpoint).is_dir():
+            state, self.resume_notes = load_resumable(checkpoint, pick)
+        else:
+            state = load_checkpoint(checkpoint)
         problems = self.cfg.resume_mismatches(state["config"])
         if state["data_fingerprint"] != self.data.fingerprint():
             problems.append("training data changed since the checkpoint")
@@ -167,6 +178,12 @@ class LoraTrainer:
         self.step, self.epoch, self.position = state["step"], state["epoch"], state["position"]
         self.losses = list(state["losses"])
         self.loss_ema = state["loss_ema"]
+        self.lr_changes = list(state.get("lr_changes", []))
+        old_lr = state["config"]["learning_rate"]
+        if old_lr != self.cfg.learning_rate:
+            self.lr_changes.append({"step": self.step, "from": old_lr, "to": self.cfg.learning_rate})
+            self.resume_notes.append(f"learning rate changed at step {self.step}: {old_lr:g} -> "
+                                     f"{self.cfg.learning_rate:g} (recorded in the LoRA's run card)")
         self._batches = epoch_batches(self.data, self.cfg.batch_size, self.cfg.seed, self.epoch)
 
     # -- the loop ------------------------------------------------------------------------------------------------
@@ -192,7 +209,8 @@ class LoraTrainer:
                     self._restore_cursor(cursor)
                     path = self._checkpoint()
                     msg = (f"loss became {loss} at step {self.step + 1}; training stopped and the last good state "
-                           f"was saved to {path}. Lower the learning rate or check the data, then resume.")
+                           f"was saved to {path}. Lower the learning rate (or check the data), then queue again with "
+                           "'resume' on: a resume may change the learning rate.")
                     self._emit("error", path=str(path), message=msg)
                     raise NonFiniteLoss(msg)
                 self.step += 1
@@ -285,11 +303,11 @@ class LoraTrainer:
             "loss_ema": self.loss_ema,
             "config": dataclasses.asdict(self.cfg),
             "data_fingerprint": self.data.fingerprint(),
+            "lr_changes": self.lr_changes,
         }
         path = checkpoint_path(self.checkpoint_dir, self.step)
         if self.parallel.is_writer:
-            save_checkpoint(self.checkpoint_dir, self.step, state)
-            self.save_lora(path.with_suffix(".safetensors"))
+            save_checkpoint(self.checkpoint_dir, self.step, state, write_lora=self.save_lora)
             prune_checkpoints(self.checkpoint_dir, self.cfg.keep_checkpoints)
         self.parallel.barrier()
         return path
@@ -304,6 +322,7 @@ class LoraTrainer:
                    "fps": json.dumps(self.frame_rates), "latent_cache_fingerprint": self.data.fingerprint(),
                    "learning_rate": f"{self.cfg.learning_rate:g}", "lr_schedule": self.cfg.schedule,
                    "lr_warmup_steps": str(self.cfg.warmup_steps),
+                   **({"learning_rate_changes": json.dumps(self.lr_changes)} if self.lr_changes else {}),
                    "strategy": self.strategy.name, **self.strategy.metadata(),
                    **({"learning_check": json.dumps(self.learning.fields())} if self.learning is not None else {})})
 
