@@ -88,10 +88,8 @@ def calibrated_vae(seed: int = 0):
     spec = concept_clips.role_specs("base")[::3]
     frames = torch.stack([concept_clips.render_clip(*s, frames=FRAMES, width=WIDTH, height=HEIGHT) for s in spec])
     raw = DiffusersVideoEncoder(vae, tiling="never").encode(frames)
-    # Rounded: float reductions differ in the last bits from run to run, and the VAE's identity (its weights'
-    # hash) keys the latent cache, so unrounded statistics would re-encode everything on every run.
-    vae.latents_mean.copy_(raw.mean(dim=(0, 2, 3, 4)).mul(1000).round().div(1000))
-    vae.latents_std.copy_(raw.std(dim=(0, 2, 3, 4)).clamp_min(1e-3).mul(1000).round().div(1000))
+    vae.latents_mean.copy_(raw.mean(dim=(0, 2, 3, 4)))
+    vae.latents_std.copy_(raw.std(dim=(0, 2, 3, 4)).clamp_min(1e-3))
     return vae
 
 

@@ -131,7 +131,9 @@ class DiffusersVideoEncoder:
         self.tiling = tiling
         self.device = torch.device(device) if device is not None else next(vae.parameters()).device
         self.dtype = dtype or next(vae.parameters()).dtype
-        self.identity = identity or "diffusers-ltx2-vae:" + module_identity(vae, dict(vae.config))
+        # Private config keys (diffusers' "_use_default_values") are lists in set order, which changes per process.
+        config = {k: v for k, v in vae.config.items() if not k.startswith("_")}
+        self.identity = identity or "diffusers-ltx2-vae:" + module_identity(vae, config)
 
     @torch.no_grad()
     def encode(self, frames: torch.Tensor) -> torch.Tensor:
