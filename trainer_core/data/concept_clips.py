@@ -105,6 +105,11 @@ def write_concept_dataset(folder: str | Path, *, roles=ROLES, trigger: str = TRI
         target.mkdir(parents=True, exist_ok=True)
         for n, (kind, colour, motion, background) in enumerate(_ROLES[role]):
             path = target / f"{role}_{n:02d}.mp4"
+            text = caption(kind, colour, motion, background, trigger)
+            if path.exists() and path.with_suffix(".txt").read_text(encoding="utf-8").strip() == text:
+                # Kept: the encoder's bytes are not reproducible from process to process, and new bytes would
+                # re-key (and re-encode) the latent cache built from these clips.
+                continue
             with av.open(str(path), "w") as container:
                 stream = container.add_stream(codec, rate=fps)
                 stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
@@ -115,7 +120,6 @@ def write_concept_dataset(folder: str | Path, *, roles=ROLES, trigger: str = TRI
                     frame.pts = k
                     container.mux(stream.encode(frame))
                 container.mux(stream.encode())
-            text = caption(kind, colour, motion, background, trigger)
             path.with_suffix(".txt").write_text(text + "\n", encoding="utf-8")
         out[role] = target
     return out
