@@ -14,9 +14,11 @@ import re
 import torch
 from comfy_api.latest import io
 
+
 from ..trainer_core.training.checkpoints import latest_checkpoint
 from ..trainer_core.training.config import RECIPES, TrainConfig, recipe_config
 from ..trainer_core.output.lora_file import LoraFile, comfy_state_dict
+from ..comfy_adapters.cross_timestep import cross_timestep_note
 from ..comfy_adapters.training import train_on_loaded_model
 
 LATENT_CACHE = io.Custom("LTX23_LATENT_CACHE")
@@ -178,7 +180,7 @@ class LoraTrainerNode(io.ComfyNode):
                   f"modules) on {len(data)} samples; final loss EMA {trainer.loss_ema or float('nan'):.4f}\n"
                   f"LoRA: {final}\ncheckpoints: {os.path.join(out_dir, 'checkpoints')}\n"
                   f"training forward matches ComfyUI {parity.comfyui_version} (max rel. diff "
-                  f"{parity.max_rel_error:.1e})")
+                  f"{parity.max_rel_error:.1e})" + cross_timestep_note(parity, cfg.train_audio))
         return io.NodeOutput(lora, model_out, {"loss": list(result.losses)}, report)
 
 
