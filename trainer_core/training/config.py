@@ -12,11 +12,15 @@ import math
 SCHEDULES = ("constant", "linear", "cosine")
 OPTIMIZERS = ("adamw", "adamw8bit")
 PRECISIONS = ("bf16", "no")
+STRATEGIES = ("auto", "text_to_video")
 
 
 @dataclasses.dataclass
 class TrainConfig:
     recipe: str = "character"
+    strategy: str = "auto"
+    """What a step trains (``training/strategies``): "auto" trains IC when every sample has a reference video,
+    text-to-video otherwise; "text_to_video" ignores references; "ic" requires them."""
     steps: int = 1500
     rank: int = 32
     alpha: float = 32.0
@@ -55,6 +59,7 @@ class TrainConfig:
         need(self.batch_size >= 1 and self.gradient_accumulation >= 1, "batch_size and gradient_accumulation must be >= 1")
         need(self.schedule in SCHEDULES, f"schedule {self.schedule!r} is not one of {SCHEDULES}")
         need(self.optimizer in OPTIMIZERS, f"optimizer {self.optimizer!r} is not one of {OPTIMIZERS}")
+        need(self.strategy in STRATEGIES, f"strategy {self.strategy!r} is not one of {STRATEGIES}")
         need(self.mixed_precision in PRECISIONS, f"mixed_precision {self.mixed_precision!r} is not one of {PRECISIONS}")
         need(0 <= self.caption_dropout < 1, f"caption_dropout must be in [0, 1), got {self.caption_dropout}")
         need(0 <= self.first_frame_conditioning <= 1, "first_frame_conditioning must be in [0, 1]")
@@ -83,6 +88,8 @@ class TrainConfig:
 
     def resume_mismatches(self, saved: dict) -> list[str]:
         mine = dataclasses.asdict(self)
+        # A setting added after the checkpoint was written had its default then.
+        saved = {**dataclasses.asdict(TrainConfig()), **saved}
         return [f"{k}: checkpoint {saved.get(k)!r}, now {v!r}" for k, v in mine.items()
                 if k not in self.RESUMABLE_CHANGES and _norm(saved.get(k)) != _norm(v)]
 

@@ -17,10 +17,10 @@ from typing import Callable
 
 import torch
 
-from . import objective
+from . import objective, strategies
 from .checkpoints import load_checkpoint, prune_checkpoints, save_checkpoint
 from .config import TrainConfig
-from .denoiser import Denoiser, DenoiserInput
+from .denoiser import Denoiser
 from .lora import LoraSet, select_targets
 from ..output.lora_file import lora_metadata, save_comfy_lora
 from ..cache.training_data import TrainingData
@@ -101,9 +101,12 @@ class LoraTrainer:
         # Offloaded (streamed) layers keep their weights elsewhere, so the compute device is given, not guessed.
         self.device = torch.device(device) if device is not None else next(iter(targets.values())).weight.device
         self.lora = LoraSet(targets, self.cfg.rank, self.cfg.alpha, seed=self.cfg.seed).to(self.device)
-        self.sampler = objective.SigmaSampler(uniform_prob=self.cfg.sigma_uniform_prob)
+        self.strategy = strategies.for_run(self.cfg, data)
+        self._step_context = strategies.StepContext(
+            self.cfg, torch.Generator().manual_seed(self.cfg.seed),
+            objective.SigmaSampler(uniform_prob=self.cfg.sigma_uniform_prob), data.empty_context(), self.device)
+        self.generator = self._step_context.generator
         self.optimizer = self._make_optimizer()
-        self.generator = torch.Generator().manual_seed(self.cfg.seed)
         self.step = 0
         self.epoch, self.position = 0, 0
         self.losses: list[float] = []
@@ -220,49 +223,12 @@ class LoraTrainer:
         return batch
 
     def _loss(self, indices: list[int]) -> tuple[torch.Tensor, float]:
-        cfg, gen, dev = self.cfg, self.generator, self.device
+        """The strategy builds the step (what is noised, what conditions, where the loss counts); the loop runs it."""
         items = [self.data.item(i) for i in indices]
-        b = len(items)
-        x0 = torch.stack([it.video_latents for it in items]).float()
-        context = torch.stack([it.context for it in items]).float()
-        drop = torch.rand(b, generator=gen) < cfg.caption_dropout
-        if drop.any():
-            context[drop] = self.data.empty_context().float()
-        sigma = self.sampler.sample(b, objective.video_token_count(x0), gen)
-        conditioned = (torch.rand(b, generator=gen) < cfg.first_frame_conditioning) & (x0.shape[2] > 1)
-        generated = objective.first_frame_mask(x0, conditioned)
-        token_sigma = sigma[:, None] * generated
-        noise = torch.randn(x0.shape, generator=gen)
-        inputs = DenoiserInput(
-            video=objective.noisy_input(x0, noise, token_sigma).to(dev), video_timesteps=token_sigma.to(dev),
-            sigma=sigma.to(dev), context=context.to(dev), fps=items[0].fps)
-        audio = None
-        if cfg.train_audio:
-            audio = self._audio_inputs(items, inputs)
-        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=cfg.mixed_precision == "bf16"):
-            out = self.denoiser(inputs)
-        loss = objective.masked_mse(out.video, objective.velocity_target(x0, noise).to(dev), generated.to(dev))
-        if audio is not None:
-            a0, a_noise, a_generated = audio
-            loss = loss + objective.masked_mse(out.audio, objective.velocity_target(a0, a_noise).to(dev), a_generated)
-        return loss, float(sigma.mean())
-
-    def _audio_inputs(self, items, inputs: DenoiserInput):
-        """Audio draws its own sigma from its own token count (ltx-trainer's flexible strategy)."""
-        if any(it.audio_latents is None for it in items):
-            missing = next(it.sample_id for it in items if it.audio_latents is None)
-            raise ValueError(f"audio training is on but sample {missing} has no audio latents: precompute with "
-                             "audio enabled, or turn train_audio off")
-        gen, dev = self.generator, self.device
-        a0 = torch.stack([it.audio_latents for it in items]).float()
-        b, t = a0.shape[0], a0.shape[2]
-        a_sigma = self.sampler.sample(b, t, gen)
-        a_noise = torch.randn(a0.shape, generator=gen)
-        a_token_sigma = a_sigma[:, None].expand(b, t)
-        inputs.audio = objective.noisy_input(a0, a_noise, a_token_sigma).to(dev)
-        inputs.audio_timesteps = a_token_sigma.to(dev)
-        inputs.audio_sigma = a_sigma.to(dev)
-        return a0.to(dev), a_noise.to(dev), torch.ones(b, t, dtype=torch.bool, device=dev)
+        batch = self.strategy.prepare(items, self._step_context)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.mixed_precision == "bf16"):
+            out = self.denoiser(batch.inputs)
+        return self.strategy.loss(out, batch), float(batch.sigma.mean())
 
     # -- checkpoints and output ----------------------------------------------------------------------------------
 
@@ -297,7 +263,7 @@ class LoraTrainer:
             steps=self.step if step is None else step, recipe=self.cfg.recipe,
             dataset_fingerprint=self.data.fingerprint(), buckets=self.buckets,
             extra={"loss_ema": f"{self.loss_ema:.6g}" if self.loss_ema is not None else "",
-                   "fps": json.dumps(self.frame_rates)})
+                   "fps": json.dumps(self.frame_rates), "strategy": self.strategy.name, **self.strategy.metadata()})
 
     def save_lora(self, path: str | Path, step: int | None = None, dtype=torch.bfloat16) -> dict:
         return save_comfy_lora(path, self.lora.effective_weights(), self.metadata(step), dtype=dtype)
