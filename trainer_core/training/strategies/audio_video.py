@@ -107,6 +107,21 @@ class AudioVideo:
         return {"audio_trained": "true"}
 
 
+SILENT_CLIP_CHOICES = {"train video-only": "video_only", "exclude": "exclude"}
+
+
+def silent_clips_note(data: TrainingData, excluded: list[int], train_audio: bool) -> str:
+    """The trainer report's line about clips without sound (``data`` is everything the run was given)."""
+    if not train_audio:
+        return ""
+    silent = [i for i in range(len(data)) if data.group_key(i)[2] is None]
+    if not silent:
+        return ""
+    names = ", ".join(data.item(i).sample_id for i in silent[:5]) + (" ..." if len(silent) > 5 else "")
+    how = "left out" if excluded else "trained video-only"
+    return f"\n{len(silent)} clip(s) without sound {how}: {names}"
+
+
 def _fp32_or_wider(t: torch.Tensor) -> torch.Tensor:
     """Cached bf16 latents compute in fp32; float64 (the parity test) stays float64."""
     return t.to(torch.promote_types(t.dtype, torch.float32))
