@@ -39,6 +39,7 @@ MODELS = {
 _COMMON = {"4": [0, 0], "5": [420, 0], "1": [0, 460], "2": [0, 640], "3": [0, 860], "6": [840, 0],
            "7": [1300, 0], "8": [1780, 0]}
 LAYOUTS = {"character_lora_from_clips": _COMMON, "style_lora_from_images": _COMMON,
+           "audio_video_lora_from_clips": {**_COMMON, "9": [2260, 0]},
            "lora_strength_sweep": {"1": [0, 0], "2": [0, 200], "3": [420, 0], "4": [880, 0]}}
 NOTE_POS = [420, 520]
 
@@ -67,6 +68,21 @@ To also learn the voice: turn on `audio` in Latent Precompute and `train_audio` 
 5. Save Comfy LoRA writes it to `models/loras/ltx23/`. Prompt with "... in the zxq style".
 
 Recipe defaults: rank 32 (64 for very detailed styles), alpha = rank, learning rate 1e-4, 1500 steps.""",
+    "audio_video_lora_from_clips": """## Audio-video LoRA (a voice or a sound) from video clips
+
+1. Put clips of the subject **with their sound** in `ComfyUI/input/ltx23_voice/`, each with a `.txt` caption that
+   also describes the sound ("sks says ... in a deep calm voice"). Voices need minutes of material; stills do not help.
+2. Models: `ltx-2.3-22b-dev.safetensors` in `models/checkpoints` (its audio VAE is loaded from the same file),
+   `gemma_3_12B_it_fp4_mixed.safetensors` in `models/text_encoders`.
+3. Latent Precompute encodes each window's own sound (cut to the window's frames) through the audio VAE and lists
+   clips without sound; the trainer's `silent_clips` trains those video-only or leaves them out.
+4. The `audio_video` recipe is Lightricks' t2v_lora config: video and audio train together, every attention
+   (video, audio, both audio<->video directions), rank 32, learning rate 1e-4, 2000 steps.
+5. The Validation Sweep generates sound with every cell: the grid video plays once per cell, that cell framed and
+   its sound on the track, and scores the audio half on audio latents. `audio_strength` (advanced) holds the audio
+   half at one strength while the columns sweep the video half.
+6. Save Comfy LoRA writes it to `models/loras/ltx23/` with the recommended strength; `keep_audio` off saves the
+   video half only.""",
     "lora_strength_sweep": """## Strength sweep for any LTX-2.3 LoRA
 
 1. Pick the LoRA in both `lora_name` boxes: this pack's, ltx-trainer's (`lora_weights_step_*.safetensors`) or a

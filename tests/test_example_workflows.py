@@ -23,7 +23,7 @@ MODEL_FILES = {
     ("LTXAVTextEncoderLoader", "text_encoder"): "gemma_3_12B_it_fp4_mixed.safetensors",
     ("LTXVAudioVAELoader", "ckpt_name"): "ltx-2.3-22b-dev.safetensors",
 }
-REQUIRED = {"character_lora_from_clips", "style_lora_from_images"}
+REQUIRED = {"character_lora_from_clips", "style_lora_from_images", "audio_video_lora_from_clips"}
 
 
 def _load(path: Path) -> dict:
