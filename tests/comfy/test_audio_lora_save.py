@@ -82,3 +82,16 @@ def test_the_node_refuses_a_nan_gate_lora_and_writes_nothing(run_node, env):
     with pytest.raises(ValueError, match=r"non-finite.*transformer_blocks\.1\.audio_attn1\.to_gate_logits\.lora_B"):
         run_node(SAVE, lora=_lora(env, weights), filename_prefix="av/nan_lora", drop_untrained=False)
     assert sorted(p.name for p in env["loras"].rglob("*")) == before
+
+
+def test_loader_sets_the_audio_half_strength_on_its_own(run_node, env):
+    name, _ = run_node(SAVE, lora=_lora(env, env["weights"]), filename_prefix="av/per_modality", dtype="fp32")
+    model = env["model"]
+    both, _ = run_node("LTX23Trainer_LoraLoader", model=model, lora_name=name, strength=1.0)
+    video_only, _ = run_node("LTX23Trainer_LoraLoader", model=model, lora_name=name, strength=1.0,
+                             audio_strength=0.0)
+    is_audio = env["mods"]["card"].is_audio_module
+    audio_keys = {f"diffusion_model.{n}.weight" for n in env["weights"] if is_audio(n)}
+    new_both, new_video = set(both.patches) - set(model.patches), set(video_only.patches) - set(model.patches)
+    assert audio_keys <= new_both and not (audio_keys & new_video)
+    assert new_video == new_both - audio_keys
