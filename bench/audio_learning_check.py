@@ -1,4 +1,8 @@
-"""Does an audio-video LoRA learn a sound tied to a trigger? On a tiny LTX-2.3 model, clips whose caption holds the
+"""Learning check for audio-video LoRAs (prints figures; not a unit test: ~400 training steps, minutes on CPU).
+
+Usage: python bench/audio_learning_check.py [STEPS] [SEED ...]
+
+Does an audio-video LoRA learn a sound tied to a trigger? On a tiny LTX-2.3 model, clips whose caption holds the
 trigger always come with one steady tone; other clips come with other tones. After training, the held-out audio
 denoising loss of the tone under trigger prompts falls well below the base model's, and much less under the same
 kind of prompts without the trigger.
@@ -13,14 +17,22 @@ Two things make a random tiny model a fair stand-in for LTX-2.3 here:
 
 from __future__ import annotations
 
+import sys
+import tempfile
+import time
+from pathlib import Path
+
 import torch
 
-from tiny import tiny_denoiser
-from trainer_core.cache.training_data import InMemoryData, TrainItem
-from trainer_core.training import objective
-from trainer_core.training.config import recipe_config
-from trainer_core.training.denoiser import DenoiserInput
-from trainer_core.training.trainer import LoraTrainer
+REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO), str(REPO / "tests")]
+
+from tiny import tiny_denoiser  # noqa: E402
+from trainer_core.cache.training_data import InMemoryData, TrainItem  # noqa: E402
+from trainer_core.training import objective  # noqa: E402
+from trainer_core.training.config import recipe_config  # noqa: E402
+from trainer_core.training.denoiser import DenoiserInput  # noqa: E402
+from trainer_core.training.trainer import LoraTrainer  # noqa: E402
 
 CTX_LEN, AUDIO_T, LATENT = 6, 9, (2, 2, 2)
 
@@ -63,13 +75,14 @@ def _config(steps: int, seed: int):
 
 
 def tone_loss(denoiser, world: World, trigger: bool, n: int = 8, seed: int = 100) -> float:
-    """Held-out audio denoising loss of the tone: fresh captions and video, fixed sigma and noise draws."""
+    """Held-out audio denoising loss of the tone: fresh captions and video, fixed sigma and noise draws. Sigmas
+    0.5-0.95, where the sound must come from the prompt: below, the noisy input itself gives the tone away."""
     gen = torch.Generator().manual_seed(seed)
     captions = torch.Generator().manual_seed(seed + 1)
     losses = []
     with torch.no_grad():
         for k in range(n):
-            sigma = torch.tensor([0.2 + 0.7 * k / (n - 1)])
+            sigma = torch.tensor([0.5 + 0.45 * k / (n - 1)])
             ctx = torch.randn(1, CTX_LEN, world.width, generator=captions)
             if trigger:
                 ctx[0, 0] = world.trigger
@@ -100,22 +113,13 @@ def learning_check(steps: int, seed: int, folder) -> dict[str, float]:
             "lora_trigger": lora["trigger"], "lora_no_trigger": lora["no_trigger"]}
 
 
-def test_an_audio_video_lora_learns_the_tone_tied_to_its_trigger(tmp_path):
-    r = learning_check(200, 0, tmp_path)
-    drop_trigger = 1 - r["lora_trigger"] / r["base_trigger"]
-    drop_plain = 1 - r["lora_no_trigger"] / r["base_no_trigger"]
-    assert drop_trigger > 0.3, r
-    assert drop_plain < 0.33 * drop_trigger, r
-
-
 if __name__ == "__main__":
-    import sys
-    import tempfile
-    import time
-
     steps = int(sys.argv[1]) if len(sys.argv) > 1 else 200
     for seed in [int(x) for x in sys.argv[2:]] or [0, 1, 2]:
         with tempfile.TemporaryDirectory() as tmp:
             t0 = time.time()
             r = learning_check(steps, seed, tmp)
-            print(seed, {k: round(v, 4) for k, v in r.items()}, f"{time.time() - t0:.0f}s wall")
+            drop = {k: 1 - r[f"lora_{k}"] / r[f"base_{k}"] for k in ("trigger", "no_trigger")}
+            print(f"seed {seed}: " + ", ".join(f"{k} {v:.4f}" for k, v in r.items())
+                  + f"; drop with trigger {drop['trigger']:.1%}, without {drop['no_trigger']:.1%}"
+                  + f" ({time.time() - t0:.0f} s wall)")
