@@ -17,6 +17,7 @@ from torch import nn
 from ..trainer_core.training.denoiser import DenoiserInput, DenoiserOutput
 from .block_compile import BlockRunner, checkpointed_block, choose_runner, run_block
 from .ic_guide import with_reference_guide
+from .cross_timestep import cross_timesteps, installed_convention
 from .training_block import training_block_forward
 
 
@@ -74,23 +75,27 @@ class ComfyLTXDenoiser:
             video, timesteps, guide = with_reference_guide(inputs)
         x = [video.to(self.dtype)]
         audio_t = inputs.sigma
+        cross = {}
         if inputs.audio is not None:
             x.append(inputs.audio.to(self.dtype))
             audio_t = inputs.audio_timesteps
-        replace = {("double_block", i): self._block(i) for i in range(len(self.dm.transformer_blocks))}
+            audio_sigma = inputs.audio_sigma if inputs.audio_sigma is not None else inputs.audio_timesteps.amax(1)
+            cross = cross_timesteps(self.dm, inputs.video_timesteps, inputs.audio_timesteps, inputs.sigma,
+                                    audio_sigma, inputs.video.shape[3] * inputs.video.shape[4], self.dtype)
+        replace = {("double_block", i): self._block(i, cross) for i in range(len(self.dm.transformer_blocks))}
         out = self.dm(x, (timesteps, audio_t), inputs.context.to(self.dtype), frame_rate=inputs.fps,
                       transformer_options={"patches_replace": {"dit": replace}}, **guide)
         if isinstance(out, (list, tuple)):
             return DenoiserOutput(video=out[0][:, :, :inputs.video.shape[2]], audio=out[1])
         return DenoiserOutput(video=out[:, :, :inputs.video.shape[2]])
 
-    def _block(self, index: int):
+    def _block(self, index: int, cross: dict):
         # Bound by index: ComfyUI's ``original_block`` closes over its loop variable, so a checkpoint recompute
         # calling it later would run the last block instead.
         block = self.dm.transformer_blocks[index]
 
         def run(args, extra):
-            kwargs = dict(args)
+            kwargs = {**args, **cross}
             vx, ax = kwargs.pop("img")
             # Only the switches the block reads: the full options carry every block's hook, which a compiled
             # block would otherwise have to guard on.
@@ -158,6 +163,9 @@ class ParityReport:
     max_rel_error: float
     tolerance: float
     comfyui_version: str
+    cross_timestep_convention: str = ""
+    """What the installed ComfyUI feeds the audio<->video AdaLN: "ltx-core" (what the weights expect, and what
+    training always uses) or "comfyui-0.20" (sampling in this ComfyUI differs from Lightricks' pipelines)."""
 
     @property
     def ok(self) -> bool:
@@ -170,12 +178,14 @@ class _Captured(Exception):
 
 def check_block_parity(diffusion_model: nn.Module, device: torch.device, dtype: torch.dtype | None = None,
                        block_index: int = 0, seed: int = 0) -> ParityReport:
-    """Runs the first block of the loaded model both ways on a small random input and compares.
+    """Runs one block of the loaded model both ways on a small random input and compares.
 
     The block arguments come from the real model (its own timestep embeddings, RoPE and context projection) by
-    running its forward up to block ``block_index`` and stopping there. ComfyUI's block mutates its inputs, so it
-    gets clones. ``device`` and ``dtype`` are what ComfyUI computes in: with streamed or fp8 weights, parameters may
-    live elsewhere and in another dtype.
+    running its forward up to block ``block_index`` and stopping there; the audio<->video AdaLN arguments are then
+    replaced by ltx-core's (``cross_timestep``), as in training, so the reference is the block the released
+    weights run in Lightricks' pipelines. Video and audio get different sigmas so a convention mix-up shows.
+    ComfyUI's block mutates its inputs, so it gets clones. ``device`` and ``dtype`` are what ComfyUI computes
+    in: with streamed or fp8 weights, parameters may live elsewhere and in another dtype.
     """
     dm = diffusion_model
     dtype = dtype or next(dm.parameters()).dtype
@@ -184,7 +194,8 @@ def check_block_parity(diffusion_model: nn.Module, device: torch.device, dtype: 
     video = torch.randn(1, dm.in_channels, 2, 2, 2, generator=gen).to(device, dtype)
     audio = torch.randn(1, dm.num_audio_channels, 3, dm.audio_frequency_bins, generator=gen).to(device, dtype)
     context = torch.randn(1, 8, sum(widths), generator=gen).to(device, dtype)
-    sigma = torch.tensor([0.6], device=device)
+    v_sigma, a_sigma = torch.tensor([0.6], device=device), torch.tensor([0.3], device=device)
+    v_t, a_t = v_sigma[:, None].expand(1, 8), a_sigma[:, None].expand(1, 3)
     captured = {}
 
     def capture(args, extra):
@@ -193,18 +204,20 @@ def check_block_parity(diffusion_model: nn.Module, device: torch.device, dtype: 
 
     with torch.no_grad():
         try:
-            dm([video, audio], (sigma, sigma), context, frame_rate=24.0,
+            dm([video, audio], (v_t, a_t), context, frame_rate=24.0,
                transformer_options={"patches_replace": {"dit": {("double_block", block_index): capture}}})
         except _Captured:
             pass
-        kwargs = dict(captured)
+        reference = cross_timesteps(dm, v_t, a_t, v_sigma, a_sigma, 2 * 2, dtype)
+        convention = installed_convention(captured, reference)
+        kwargs = {**captured, **reference}
         vx, ax = kwargs.pop("img")
         block = dm.transformer_blocks[block_index]
         stock = block((vx.clone(), ax.clone()), **kwargs)
         ours = training_block_forward(block, (vx.clone(), ax.clone()), **kwargs)
     errors = [((a.float() - b.float()).norm() / b.float().norm().clamp_min(1e-12)).item() for a, b in zip(ours, stock)]
     tolerance = 1e-5 if dtype in (torch.float32, torch.float64) else 2e-2
-    return ParityReport(max(errors), tolerance, _comfyui_version())
+    return ParityReport(max(errors), tolerance, _comfyui_version(), convention)
 
 
 def _comfyui_version() -> str:

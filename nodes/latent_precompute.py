@@ -186,8 +186,10 @@ class LatentPrecompute(io.ComfyNode):
                                 tooltip="Where the encoded latents are stored. Relative paths are inside "
                                         "ComfyUI's output folder. Re-runs reuse what is still valid."),
                 io.Boolean.Input("audio", default=False,
-                                 tooltip="Also encode each clip's sound (default off; clips without a "
-                                         "sound track then train video-only). Needed for 'train_audio'."),
+                                 tooltip="Also encode each window's sound, cut from its clip's own track to the "
+                                         "window's frames (default off). Clips without a sound track are listed; "
+                                         "the trainer's 'silent_clips' trains them video-only or leaves them out. "
+                                         "Needed for the audio_video recipe and 'train_audio'."),
                 io.String.Input("validation_prompts", default="", multiline=True,
                                 tooltip="Optional: one prompt per line, encoded now so validation can use "
                                         "them later without loading the text encoder again."),

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-from ..comfy_adapters.lora import apply_lora, guard, load_lora_file, lora_file_names
+from ..comfy_adapters.lora import guard, load_lora_file, lora_file_names
+from ..comfy_adapters.sweep_audio import apply_lora_per_modality
+from ..trainer_core.output.sweep_audio import strength_pair
 
 
 class LoraLoader(io.ComfyNode):
@@ -23,6 +25,10 @@ class LoraLoader(io.ComfyNode):
                                tooltip="A LoRA file in ComfyUI's loras folder."),
                 io.Float.Input("strength", default=1.0, min=-10.0, max=10.0, step=0.01,
                                tooltip="How strongly the LoRA applies; 0 returns the model unchanged."),
+                io.Float.Input("audio_strength", default=-1.0, min=-10.0, max=10.0, step=0.01, advanced=True,
+                               tooltip="Strength of the LoRA's audio half (audio attention and feed-forward, "
+                                       "audio<->video attention); -1 (default) = same as 'strength'. 0 keeps the "
+                                       "base model's sound."),
                 io.Boolean.Input("allow_base_mismatch", default=False, advanced=True,
                                  tooltip="Apply even when the LoRA was trained for another base model. Expect "
                                          "broken output; meant for experiments."),
@@ -34,10 +40,11 @@ class LoraLoader(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, model, lora_name, strength=1.0, allow_base_mismatch=False) -> io.NodeOutput:
+    def execute(cls, model, lora_name, strength=1.0, allow_base_mismatch=False, audio_strength=-1.0) -> io.NodeOutput:
         lora = load_lora_file(lora_name)
         compat = guard(model, lora, lora_name, allow_base_mismatch)
-        patched = apply_lora(model, lora, strength, lora_name, allow_partial=allow_base_mismatch)
+        video_s, audio_s = strength_pair(strength, audio_strength)
+        patched = apply_lora_per_modality(model, lora, video_s, audio_s, lora_name, allow_partial=allow_base_mismatch)
         return io.NodeOutput(patched, compat.message)
 
 

@@ -14,12 +14,15 @@ import re
 import torch
 from comfy_api.latest import io, ui
 
+
 from ..trainer_core.training.checkpoints import latest_checkpoint
 from ..trainer_core.training.config import RECIPES, TrainConfig, recipe_config
 from ..trainer_core.cache.integrity import verify_cache
 from ..trainer_core.output.lora_file import LoraFile, comfy_state_dict
 from ..comfy_adapters.job_export import export_job
 from ..comfy_adapters.progress import workflow_id
+from ..comfy_adapters.cross_timestep import cross_timestep_note
+from ..trainer_core.training.strategies.audio_video import SILENT_CLIP_CHOICES, silent_clips_note
 from ..comfy_adapters.training import train_on_loaded_model
 
 RUN_ON = ("this ComfyUI", "export job")
@@ -79,7 +82,10 @@ class LoraTrainerNode(io.ComfyNode):
                                        "the steps are given the first frame, as image-to-video uses the model. "
                                        "ic: an IC-LoRA from reference -> target pairs (set steps 2000 and learning "
                                        "rate 0.0002 for 30-50 pairs). A cache with references trains IC whatever "
-                                       "the recipe."),
+                                       "the recipe. "
+                                       "audio_video: a voice or sound tied to a subject; video and audio train "
+                                       "together (every attention, both audio<->video directions), as "
+                                       "Lightricks' t2v_lora config. Needs 'audio' on in Latent Precompute."),
                 io.String.Input("run_name", default="ltx23_lora",
                                 tooltip="Name of this training run: its checkpoints go to output/ltx23_trainer/runs/<run_name>. "
                                         "A new run never overwrites an old one; it becomes <run_name>_2, _3, ..."),
@@ -139,8 +145,13 @@ class LoraTrainerNode(io.ComfyNode):
                                tooltip="adamw (default). adamw8bit keeps optimizer state in 8 bits, saving "
                                        "memory at large ranks; needs the bitsandbytes package."),
                 io.Boolean.Input("train_audio", default=False, advanced=True,
-                                 tooltip="Also train the audio half of the model (default off). Needs 'audio' on in "
-                                         "Latent Precompute; clips without sound train video only."),
+                                 tooltip="Also train the audio half of the model (default off; always on with the "
+                                         "audio_video recipe). Needs 'audio' on in Latent Precompute."),
+                io.Combo.Input("silent_clips", options=list(SILENT_CLIP_CHOICES), default="train video-only",
+                               advanced=True,
+                               tooltip="Audio runs: what to do with clips that have no sound track. train video-only "
+                                       "(default): they still teach the picture, in the same run, without audio "
+                                       "tokens. exclude: leave them out. Either way the report lists them."),
                 io.Combo.Input("run_on", options=list(RUN_ON), default=RUN_ON[0], advanced=True,
                                tooltip="this ComfyUI (default): train here, on this GPU. export job: write the run's "
                                        "job file instead and show the command that trains it outside the server, "
@@ -171,7 +182,8 @@ class LoraTrainerNode(io.ComfyNode):
                 checkpoint_every=_DEFAULTS.checkpoint_every, keep_checkpoints=_DEFAULTS.keep_checkpoints,
                 targets="", schedule=_DEFAULTS.schedule, warmup_steps=0, batch_size=1, gradient_accumulation=1,
                 gradient_checkpointing=True, mixed_precision="bf16", optimizer="adamw",
-                train_audio=False, run_on=RUN_ON[0], gpus=2, resume_from="") -> io.NodeOutput:
+                train_audio=False, silent_clips="train video-only", run_on=RUN_ON[0], gpus=2,
+                resume_from="") -> io.NodeOutput:
         import comfy.sd
 
         cfg = recipe_config(
@@ -180,7 +192,8 @@ class LoraTrainerNode(io.ComfyNode):
             keep_checkpoints=keep_checkpoints, targets=_targets(targets, recipe), schedule=schedule,
             warmup_steps=warmup_steps, batch_size=batch_size, gradient_accumulation=gradient_accumulation,
             gradient_checkpointing=gradient_checkpointing, mixed_precision=mixed_precision, optimizer=optimizer,
-            train_audio=train_audio)
+            train_audio=train_audio or RECIPES[recipe].get("train_audio", False),
+            silent_clips=SILENT_CLIP_CHOICES[silent_clips])
         out_dir = run_folder(run_name, resume)
         if run_on == "export job":
             return cls._export(model, latent_cache, cfg, out_dir, resume, gpus)
@@ -206,7 +219,9 @@ class LoraTrainerNode(io.ComfyNode):
                   f"modules) on {len(data)} samples; final loss EMA {trainer.loss_ema or float('nan'):.4f}\n"
                   f"LoRA: {final}\ncheckpoints: {os.path.join(out_dir, 'checkpoints')}\n"
                   f"training forward matches ComfyUI {parity.comfyui_version} (max rel. diff "
-                  f"{parity.max_rel_error:.1e})" + (f"\n{result.learning.line()}" if result.learning else ""))
+                  f"{parity.max_rel_error:.1e})" + cross_timestep_note(parity, cfg.train_audio)
+                  + silent_clips_note(data, trainer.excluded, cfg.train_audio)
+                  + (f"\n{result.learning.line()}" if result.learning else ""))
         report += "".join(f"\n{note}" for note in data_notes + trainer.resume_notes)
         return io.NodeOutput(lora, model_out, {"loss": list(result.losses)}, report)
 

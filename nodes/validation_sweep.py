@@ -19,12 +19,13 @@ import torch
 from comfy_api.latest import io
 
 from ..trainer_core.output import sweep as sw
-from ..trainer_core.output import sweep_grid, sweep_ic, sweep_scores
+from ..trainer_core.output import sweep_audio, sweep_grid, sweep_ic, sweep_scores
 from ..trainer_core.output.sweep_presets import PRESETS, apply_preset
 from ..trainer_core.atomic import write_text_atomic
 from ..comfy_adapters import ic_sweep
 from ..comfy_adapters.lora import NO_FILE, apply_lora, diffusion_model, guard, log, lora_file_names, resolve_lora
 from ..comfy_adapters.sweep_report import record_on_file, sweep_report_ui
+from ..comfy_adapters.sweep_audio import SweepSound
 from .latent_precompute import LATENT_CACHE
 from .lora_trainer import LORA
 from .save_comfy_lora import SWEEP
@@ -165,6 +166,15 @@ class ValidationSweep(io.ComfyNode):
                 io.Image.Input("ground_truth", optional=True,
                                tooltip="IC-LoRA: what the reference should turn into (the pair's target). The "
                                        "score is how much closer to it each strength gets than the base model."),
+                io.Vae.Input("audio_vae", optional=True,
+                             tooltip="The LTX-2.3 audio VAE (LTXV Audio VAE Loader): generate sound with every cell, "
+                                     "put it on the grid video (which then plays once per cell, that cell framed, "
+                                     "its sound on the track) and score the LoRA's audio half too."),
+                io.Float.Input("audio_strength", default=-1.0, min=-1.0, max=10.0, step=0.05, advanced=True,
+                               tooltip="With sound: -1 (default) gives the audio half of the LoRA each column's "
+                                       "strength. 0 or more holds the audio half at that strength while the "
+                                       "columns sweep the video half (e.g. 0 = video-only LoRA with the base "
+                                       "model's sound)."),
             ],
             outputs=[
                 SWEEP.Output(display_name="sweep", tooltip="Scores and recommended strength, for Save Comfy LoRA."),
@@ -186,7 +196,8 @@ class ValidationSweep(io.ComfyNode):
                 strengths="0, 0.5, 0.75, 1.0", seeds=3, first_seed=0, mode="dev", steps=0, cfg=0.0, width=512,
                 height=320, frames=25, fps=24.0, sampler_name="euler", save_clips=True,
                 filename_prefix="ltx23_sweep/sweep", allow_base_mismatch=False, lora=None, clip=None, cache=None,
-                preset="quick", reference=None, ground_truth=None) -> io.NodeOutput:
+                preset="quick", reference=None, ground_truth=None, audio_vae=None,
+                audio_strength=-1.0) -> io.NodeOutput:
         import comfy.model_management as mm
         import comfy.sample
         import comfy.samplers
@@ -213,6 +224,7 @@ class ValidationSweep(io.ComfyNode):
         negative = conditioner(negative_prompt.strip() if cfg != 1.0 else "")
 
         latent = torch.zeros(1, 128, (frames - 1) // 8 + 1, height // 32, width // 32)
+        sound = SweepSound(model, audio_vae, frames, fps, audio_strength) if audio_vae is not None else None
         sigmas = sw.sweep_sigmas(mode, steps, latent[0, 0].numel())
         sampler = comfy.samplers.sampler_object(sampler_name)
         rows = plan.rows
@@ -226,41 +238,59 @@ class ValidationSweep(io.ComfyNode):
             header = f"LoRA: {name}. {compat.message}\n{mode} mode, {steps} steps, CFG {cfg:g}, {width}x{height}x{frames}"
             result, recommended, report, middle, ui = ic_sweep.run_and_save(job, reference, ground_truth, subfolder,
                                                                             header)
-            return io.NodeOutput(result, float(recommended or 0.0), report, middle, ui=ui)
+            return io.NodeOutput(result, float(recommended or 0.0), report, middle, lora_file, ui=ui)
         latents = {}
         for strength in plan.strengths:
-            patched = apply_lora(model, lora_file, strength, name, allow_partial=allow_base_mismatch)
+            patched = (sound.patch(model, lora_file, strength, name, allow_base_mismatch) if sound else
+                       apply_lora(model, lora_file, strength, name, allow_partial=allow_base_mismatch))
+            start = sound.latent(latent) if sound else latent
             for i, row in enumerate(rows):
                 mm.throw_exception_if_processing_interrupted()
-                noise = comfy.sample.prepare_noise(latent, row.seed)
+                noise = comfy.sample.prepare_noise(start, row.seed)
                 out = comfy.sample.sample_custom(patched, noise, cfg, sampler, sigmas, positives[row.prompt], negative,
-                                                 latent, disable_pbar=True, seed=row.seed)
-                latents[(i, strength)] = out.float().cpu()
+                                                 start, disable_pbar=True, seed=row.seed)
+                latents[(i, strength)] = (sound.keep((i, strength), out) if sound else out).float().cpu()
                 pbar.update(1)
         # The cache's training clips are what "toward the concept" means; without it only the change is scored.
-        reference = sweep_scores.concept_reference(cache.open(), plan.trigger) if cache is not None else None
-        scores = sweep_scores.score_sweep(plan, latents, reference)
+        concept = sweep_scores.concept_reference(cache.open(), plan.trigger) if cache is not None else None
+        scores = sweep_scores.score_sweep(plan, latents, concept)
+        audio_scores = sweep_audio.score_audio(plan, sound.latents, audio_strength) if sound else None
 
         # Decoding after all sampling keeps the VAE and the DiT from taking turns in VRAM.
         folder, subfolder, stem = _save_dir(filename_prefix)
         cell_size = sweep_grid.grid_cell_size(height, width, len(rows), len(plan.strengths))
-        cells = {}
+        cells, waves = {}, {}
         for (i, strength), lat in latents.items():
             mm.throw_exception_if_processing_interrupted()
             clip = sweep_grid.to_uint8(vae.decode(lat)[0])
+            cell_key = (i, plan.strengths.index(strength))
+            if sound:
+                waves[cell_key] = sound.decode((i, strength))
             if save_clips:
                 row = rows[i]
-                cell = f"{row.group}{row.prompt_index + 1}_seed{row.seed}_s{strength:g}.mp4"
-                sweep_grid.write_mp4(os.path.join(folder, stem + "_clips", cell), clip, fps)
-            cells[(i, plan.strengths.index(strength))] = sweep_grid.fit_clip(clip, cell_size)
+                cell = os.path.join(folder, stem + "_clips",
+                                    f"{row.group}{row.prompt_index + 1}_seed{row.seed}_s{strength:g}.mp4")
+                if sound:
+                    sweep_audio.write_clip_with_sound(cell, clip, waves[cell_key], fps, sound.sample_rate)
+                else:
+                    sweep_grid.write_mp4(cell, clip, fps)
+            cells[cell_key] = sweep_grid.fit_clip(clip, cell_size)
             pbar.update(1)
-        grid = sweep_grid.assemble_grid(cells, [(r.label, r.prompt) for r in rows], [f"{s:g}" for s in plan.strengths],
-                                corner="LoRA strength:")
-        sweep_grid.write_mp4(os.path.join(folder, stem + "_grid.mp4"), grid, fps)
+        grid = sweep_grid.assemble_grid(cells, [(r.label, r.prompt) for r in rows],
+                                        [sweep_audio.column_label(s, audio_strength if sound else -1)
+                                         for s in plan.strengths], corner="LoRA strength:")
+        if sound:
+            layout = sweep_grid.grid_layout(*cell_size, len(rows), len(plan.strengths))
+            sweep_audio.write_grid_with_sound(os.path.join(folder, stem + "_grid.mp4"), grid,
+                                              sweep_audio.cell_boxes(layout, len(rows), len(plan.strengths)), waves,
+                                              fps, sound.sample_rate)
+        else:
+            sweep_grid.write_mp4(os.path.join(folder, stem + "_grid.mp4"), grid, fps)
 
         report = "\n".join([f"LoRA: {name}. {compat.message}",
                             f"{len(rows)} rows x {len(plan.strengths)} strengths ({preset}), {mode} mode, {steps} steps, "
                             f"CFG {cfg:g}, {width}x{height}x{frames} @ {fps:g} fps.", scores.report(),
+                            *([sweep_audio.audio_report(audio_scores, audio_strength)] if sound else []),
                             f"Saved to {os.path.join(folder, stem)}_grid.mp4" + (" and _clips/" if save_clips else "")])
         if scores.recommended is None:
             log.warning("LTX-2.3 Validation Sweep: %s", " ".join(scores.warnings))
@@ -268,6 +298,9 @@ class ValidationSweep(io.ComfyNode):
                   "steps": steps, "cfg": cfg, "size": [width, height, frames], "fps": fps,
                   "prompts": {g: list(p) for g, p in plan.prompts.items()}, "seeds": list(plan.seeds),
                   "grid": os.path.join(folder, stem + "_grid.mp4")}
+        if sound:
+            result["audio"] = {"audio_strength": audio_strength, "sample_rate": sound.sample_rate,
+                               "scores": audio_scores.as_dict() if audio_scores else None}
         write_text_atomic(os.path.join(folder, stem + "_scores.json"), json.dumps(result, indent=1))
         lora_file, card = record_on_file(lora_file, result)
         report += "\n" + card

@@ -41,6 +41,7 @@ _COMMON = {"4": [0, 0], "5": [420, 0], "1": [0, 460], "2": [0, 640], "3": [0, 86
 LAYOUTS = {"character_lora_from_clips": _COMMON, "style_lora_from_images": _COMMON,
            "ic_lora_from_pairs": {**_COMMON, "9": [1300, 700], "11": [1300, 860], "12": [1300, 1000],
                                   "13": [1300, 1160], "10": [1780, 460]},
+           "audio_video_lora_from_clips": {**_COMMON, "9": [2260, 0]},
            "lora_strength_sweep": {"1": [0, 0], "2": [0, 200], "4": [420, 0], "3": [900, 0]}}
 NOTE_POS = {"lora_strength_sweep": [0, 380]}
 """Where the note goes; [420, 520] unless named here (the sweep node grows tall with its report)."""
@@ -97,6 +98,21 @@ Recipe defaults: rank 32 (64 for very detailed styles), alpha = rank, learning r
    the time; the reference is always given, clean, and never scored.
 5. `reference_downscale_factor` 2 makes training on the reference 4x cheaper; the LoRA file records it, and the
    sweep (and Lightricks' IC pipelines) apply the reference at that factor.""",
+    "audio_video_lora_from_clips": """## Audio-video LoRA (a voice or a sound) from video clips
+
+1. Put clips of the subject **with their sound** in `ComfyUI/input/ltx23_voice/`, each with a `.txt` caption that
+   also describes the sound ("sks says ... in a deep calm voice"). Voices need minutes of material; stills do not help.
+2. Models: `ltx-2.3-22b-dev.safetensors` in `models/checkpoints` (its audio VAE is loaded from the same file),
+   `gemma_3_12B_it_fp4_mixed.safetensors` in `models/text_encoders`.
+3. Latent Precompute encodes each window's own sound (cut to the window's frames) through the audio VAE and lists
+   clips without sound; the trainer's `silent_clips` trains those video-only or leaves them out.
+4. The `audio_video` recipe is Lightricks' t2v_lora config: video and audio train together, every attention
+   (video, audio, both audio<->video directions), rank 32, learning rate 1e-4, 2000 steps.
+5. The Validation Sweep generates sound with every cell: the grid video plays once per cell, that cell framed and
+   its sound on the track, and scores the audio half on audio latents. `audio_strength` (advanced) holds the audio
+   half at one strength while the columns sweep the video half.
+6. Save Comfy LoRA writes it to `models/loras/ltx23/` with the recommended strength; `keep_audio` off saves the
+   video half only.""",
     "lora_strength_sweep": """## Strength sweep for any LTX-2.3 LoRA
 
 1. Pick the LoRA in the sweep's `lora_name` (the only LoRA box): this pack's, ltx-trainer's

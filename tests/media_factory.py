@@ -60,9 +60,11 @@ def write_clip(
     marker: bool = False,
     gop: int | None = None,
     pix_fmt: str = "yuv420p",
+    tones: list[tuple[float, float]] | None = None,
 ) -> Path:
     """Writes a clip of index frames. ``frame_ms`` gives per-frame durations in ms for a variable-rate clip;
-    ``gop`` the keyframe interval, so seeking can be measured."""
+    ``gop`` the keyframe interval, so seeking can be measured. ``tones``: ``[(start_seconds, hz), ...]`` for a
+    sound track whose pitch changes at known times (default 440 Hz throughout)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     options = {"movflags": "+faststart"} if faststart else {}
     with av.open(str(path), "w", options=options) as container:
@@ -94,7 +96,10 @@ def write_clip(
         if audio_stream is not None:
             seconds = frames / fps
             samples = int(seconds * 44100)
-            tone = np.sin(np.arange(samples) * 2 * np.pi * 440 / 44100).astype(np.float32) * 0.2
+            hz = np.full(samples, 440.0)
+            for start, freq in tones or ():
+                hz[int(start * 44100):] = freq
+            tone = (np.sin(np.cumsum(2 * np.pi * hz / 44100)) * 0.2).astype(np.float32)
             for offset in range(0, samples, 1024):
                 chunk = np.stack([tone[offset:offset + 1024]] * 2)
                 frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout="stereo")

@@ -23,7 +23,8 @@ MODEL_FILES = {
     ("LTXAVTextEncoderLoader", "text_encoder"): "gemma_3_12B_it_fp4_mixed.safetensors",
     ("LTXVAudioVAELoader", "ckpt_name"): "ltx-2.3-22b-dev.safetensors",
 }
-REQUIRED = {"character_lora_from_clips", "style_lora_from_images", "ic_lora_from_pairs"}
+REQUIRED = {"character_lora_from_clips", "style_lora_from_images", "ic_lora_from_pairs",
+            "audio_video_lora_from_clips"}
 BYPASSED = 4
 # Optional steps a workflow offers bypassed (the user turns them on with Ctrl+B): workflow -> node types.
 OPTIONAL_STEPS = {"character_lora_from_clips": {"LTX23Trainer_CaptionDataset"}}

@@ -188,5 +188,5 @@ def test_bad_inputs_fail_early_with_a_clear_message(tmp_path):
     d = tiny_denoiser()
     with pytest.raises(ValueError, match="different model"):
         LoraTrainer(d, tiny_data(tiny_denoiser("ltx-2.0")), _cfg(), tmp_path)
-    with pytest.raises(ValueError, match="has no audio latents"):
+    with pytest.raises(ValueError, match="needs audio latents, and no sample has any"):
         LoraTrainer(d, tiny_data(d), _cfg(train_audio=True), tmp_path).run()

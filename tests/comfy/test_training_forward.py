@@ -70,7 +70,9 @@ def test_training_forward_equals_comfyui_forward(pack_modules, version, audio):
     assert den.base_model_version == ("ltx-2.3" if version == "2.3" else "ltx-2.0")
     with torch.no_grad():
         stock = _forward(dm, x, timesteps, context)
-        ours = _forward(dm, x, timesteps, context, den._block)
+        # The pack's own audio<->video AdaLN arguments are tested in test_cross_timestep; here the block gets
+        # ComfyUI's, to prove the block itself computes what ComfyUI's does.
+        ours = _forward(dm, x, timesteps, context, lambda i: den._block(i, {}))
     assert len(ours) == len(stock) == (2 if audio else 1)
     for a, b in zip(ours, stock):
         assert ((a - b).norm() / b.norm()).item() <= 1e-5
@@ -94,7 +96,7 @@ def test_float64_gradients_match_central_finite_differences(pack_modules, checkp
     proj = [torch.randn(t.shape, generator=torch.Generator().manual_seed(9), dtype=torch.float64) for t in x]
 
     def scalar():
-        outs = _forward(dm, x, timesteps, context, den._block)
+        outs = _forward(dm, x, timesteps, context, lambda i: den._block(i, {}))
         return sum((o * p).sum() for o, p in zip(outs, proj))
 
     with lora.attached():

@@ -79,3 +79,28 @@ class InMemoryData:
             h.update(it.sample_id.encode())
             h.update(str(tuple(it.video_latents.shape)).encode())
         return h.hexdigest()[:16]
+
+
+@dataclasses.dataclass
+class Subset:
+    """Some items of another ``TrainingData`` (e.g. an audio-video run leaving silent clips out)."""
+
+    base: TrainingData
+    indices: list[int]
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def item(self, index: int) -> TrainItem:
+        return self.base.item(self.indices[index])
+
+    def group_key(self, index: int) -> tuple:
+        return self.base.group_key(self.indices[index])
+
+    def empty_context(self) -> torch.Tensor:
+        return self.base.empty_context()
+
+    def fingerprint(self) -> str:
+        import hashlib
+
+        return hashlib.sha256(f"{self.base.fingerprint()}:{self.indices}".encode()).hexdigest()[:16]

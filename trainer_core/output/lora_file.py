@@ -29,6 +29,30 @@ _PAIR_SUFFIXES = (
 )
 
 
+class NonFiniteLoraError(ValueError):
+    """A LoRA holding NaN or Inf: ComfyUI would load it and render black frames, so it is never written."""
+
+
+def check_finite(weights: dict[str, tuple[torch.Tensor, torch.Tensor]], dtype: torch.dtype | None = None) -> None:
+    """Raise ``NonFiniteLoraError`` naming every module whose A or B holds a non-finite value, as stored in
+    ``dtype`` (a value finite in fp32 may overflow a narrower type)."""
+    bad = []
+    for name, (A, B) in weights.items():
+        for label, t in (("lora_A", A), ("lora_B", B)):
+            t = t.detach()
+            if dtype is not None:
+                t = t.to(dtype)
+            count = int((~torch.isfinite(t)).sum())
+            if count:
+                bad.append(f"{name}.{label} ({count} of {t.numel()} values NaN/Inf)")
+    if bad:
+        shown = "; ".join(bad[:5]) + (f"; and {len(bad) - 5} more" if len(bad) > 5 else "")
+        raise NonFiniteLoraError(
+            f"refusing to save a LoRA with non-finite weights (it would render black video): {shown}. "
+            "Training diverged: lower the learning rate, keep gate projections (to_gate_logits) out of the "
+            "targets, and resume from an earlier checkpoint.")
+
+
 def comfy_state_dict(weights: dict[str, tuple[torch.Tensor, torch.Tensor]],
                      dtype: torch.dtype = torch.bfloat16) -> dict[str, torch.Tensor]:
     """``{module: (A, B_scaled)}`` as ComfyUI LoRA keys (what ``comfy.sd.load_lora_for_models`` takes).
@@ -50,6 +74,7 @@ def save_comfy_lora(path: str | os.PathLike, weights: dict[str, tuple[torch.Tens
 
     if not weights:
         raise ValueError("no LoRA module to save: the weights are empty")
+    check_finite(weights, dtype)
     meta = {k: v if isinstance(v, str) else json.dumps(v) for k, v in metadata.items()}
     state = comfy_state_dict(weights, dtype)
     with atomic_path(path, size_hint=tensor_bytes(state) + 256 * len(state) + 4096) as tmp:

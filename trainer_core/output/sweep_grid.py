@@ -80,6 +80,18 @@ def fit_clip(clip: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return clip.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
 
 
+def grid_layout(height: int, width: int, rows: int, cols: int, max_side: int = 3840) -> dict:
+    """Pixel geometry of ``assemble_grid``'s output for samples of ``height`` x ``width``: cell size, label column
+    width, header height, font size and the grid's (even) size."""
+    ch, cw = grid_cell_size(height, width, rows, cols, max_side)
+    size = max(9, min(16, ch // 5))
+    label_w = max(160, cw)
+    header_h = (size + 9) // 2 * 2
+    total_h, total_w = header_h + rows * ch, label_w + cols * cw
+    return {"cell_h": ch, "cell_w": cw, "font": size, "label_w": label_w, "header_h": header_h,
+            "height": total_h + total_h % 2, "width": total_w + total_w % 2}
+
+
 def assemble_grid(cells: dict[tuple[int, int], torch.Tensor], row_labels: list[tuple[str, str]],
                   col_labels: list[str], corner: str = "", max_side: int = 3840) -> torch.Tensor:
     """A labelled grid video as uint8 [T, H, W, 3]: rows x columns of clips, a header row with ``col_labels`` (and
@@ -91,13 +103,9 @@ def assemble_grid(cells: dict[tuple[int, int], torch.Tensor], row_labels: list[t
         raise ValueError("no sweep cells to put in the grid")
     first = next(iter(cells.values()))
     frames = max(c.shape[0] for c in cells.values())
-    ch, cw = grid_cell_size(first.shape[1], first.shape[2], n_rows, n_cols, max_side)
-    size = max(9, min(16, ch // 5))
-    label_w = max(160, cw)
-    header_h = (size + 9) // 2 * 2
-    height = header_h + n_rows * ch
-    width = label_w + n_cols * cw
-    height, width = height + height % 2, width + width % 2
+    layout = grid_layout(first.shape[1], first.shape[2], n_rows, n_cols, max_side)
+    ch, cw, size = layout["cell_h"], layout["cell_w"], layout["font"]
+    label_w, header_h, height, width = layout["label_w"], layout["header_h"], layout["height"], layout["width"]
     grid = torch.zeros(frames, height, width, 3, dtype=torch.uint8)
     grid[:, :header_h, :label_w] = torch.from_numpy(_text_panel([corner], label_w, header_h, size).copy())
     for c, text in enumerate(col_labels):

@@ -12,7 +12,8 @@ import math
 SCHEDULES = ("constant", "linear", "cosine")
 OPTIMIZERS = ("adamw", "adamw8bit")
 PRECISIONS = ("bf16", "no")
-STRATEGIES = ("auto", "text_to_video", "ic")
+STRATEGIES = ("auto", "text_to_video", "ic", "audio_video")
+SILENT_CLIPS = ("video_only", "exclude")
 
 
 @dataclasses.dataclass
@@ -40,6 +41,8 @@ class TrainConfig:
     first_frame_conditioning: float = 0.0
     """Probability that latent frame 0 is given clean (image-to-video conditioning) and excluded from the loss."""
     train_audio: bool = False
+    silent_clips: str = "video_only"
+    """Audio-video runs: clips without a sound track train video-only ("video_only") or are left out ("exclude")."""
     sigma_uniform_prob: float = 0.1
     seed: int = 42
     checkpoint_every: int = 250
@@ -60,6 +63,9 @@ class TrainConfig:
         need(self.schedule in SCHEDULES, f"schedule {self.schedule!r} is not one of {SCHEDULES}")
         need(self.optimizer in OPTIMIZERS, f"optimizer {self.optimizer!r} is not one of {OPTIMIZERS}")
         need(self.strategy in STRATEGIES, f"strategy {self.strategy!r} is not one of {STRATEGIES}")
+        need(self.strategy != "audio_video" or self.train_audio,
+             "the audio_video strategy trains sound: turn train_audio on (or choose another strategy)")
+        need(self.silent_clips in SILENT_CLIPS, f"silent_clips {self.silent_clips!r} is not one of {SILENT_CLIPS}")
         need(self.mixed_precision in PRECISIONS, f"mixed_precision {self.mixed_precision!r} is not one of {PRECISIONS}")
         need(0 <= self.caption_dropout < 1, f"caption_dropout must be in [0, 1), got {self.caption_dropout}")
         need(0 <= self.first_frame_conditioning <= 1, "first_frame_conditioning must be in [0, 1]")
@@ -110,6 +116,11 @@ RECIPES: dict[str, dict] = {
     # on) with its 3000 steps scaled to 30-50 pairs: 2000 steps is still 40-65 passes over the pairs.
     "ic": dict(strategy="ic", targets=("video_attn", "video_ff"), learning_rate=2e-4, steps=2000,
                first_frame_conditioning=0.2),
+    # A voice or a sound tied to a subject, as ltx-trainer's t2v_lora config: video and audio both generated,
+    # q/k/v/out of every attention (video, audio, and both audio<->video directions), rank/alpha 32, lr 1e-4,
+    # 2000 steps, no first-frame conditioning. Feed-forward and gates stay untrained.
+    "audio_video": dict(targets=("video_attn", "audio_attn", "av_cross_attn"), strategy="audio_video",
+                        train_audio=True, steps=2000, first_frame_conditioning=0.0),
 }
 
 

@@ -29,6 +29,9 @@ TARGET_PRESETS = {
     "av_cross_attn": rf"transformer_blocks\.\d+\.(audio_to_video_attn|video_to_audio_attn)\.{_ATTN_PROJ}",
 }
 DEFAULT_TARGETS = ("video_attn",)
+# Gated attention's per-head gate (2.3) feeds a sigmoid; LoRAs on it have come out all-NaN and rendered black video
+# (ostris/ai-toolkit#975), and ltx-trainer never targets it. Only a pattern that names the gate selects it.
+GATE_MODULE = re.compile(r"(^|\.)to_gate_logits$")
 
 
 def _matcher(pattern: str):
@@ -44,11 +47,13 @@ def _matcher(pattern: str):
 
 
 def select_targets(candidates: dict[str, nn.Linear], patterns) -> dict[str, nn.Linear]:
-    """The candidate modules matched by any pattern; an unmatched pattern is an error, not a silent no-op."""
+    """The candidate modules matched by any pattern; an unmatched pattern is an error, not a silent no-op.
+    Gate projections (``to_gate_logits``) are matched only by a pattern that says ``gate``."""
     chosen = {}
     for pattern in patterns:
         match = _matcher(pattern)
-        hits = {n: m for n, m in candidates.items() if match(n)}
+        wants_gates = "gate" in pattern
+        hits = {n: m for n, m in candidates.items() if match(n) and (wants_gates or not GATE_MODULE.search(n))}
         if not hits:
             raise ValueError(
                 f"LoRA target {pattern!r} matches no module of this model. Use a preset "

@@ -85,6 +85,16 @@ def masked_mse(pred: torch.Tensor, target: torch.Tensor, generated: torch.Tensor
     return (err * mask).mean() / mask.mean().clamp_min(1e-12)
 
 
+def masked_mse_per_sample(pred: torch.Tensor, target: torch.Tensor, generated: torch.Tensor) -> torch.Tensor:
+    """``[B]``: ``masked_mse`` normalised per sample, as ltx-trainer's flexible strategy scores each sample before
+    the batch mean (differs from ``masked_mse`` only when samples of a batch score different token counts)."""
+    dt = torch.promote_types(torch.promote_types(pred.dtype, target.dtype), torch.float32)
+    err = (pred.to(dt) - target.to(dt)) ** 2
+    mask = _tokens_to_grid(generated.float(), err).expand_as(err)
+    dims = tuple(range(1, err.ndim))
+    return (err * mask).mean(dims) / mask.mean(dims).clamp_min(1e-8)
+
+
 def _tokens_to_grid(per_token: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """``[B, N]`` per-token values laid out as ``[B, 1, *grid]`` to broadcast against a ``[B, C, *grid]`` tensor.
     Video grids are ``F', H', W'``; audio latents ``[B, 8, T, 16]`` carry one token per time step T."""

@@ -95,8 +95,10 @@ class LoraTrainer:
                  should_stop: Callable[[], bool] | None = None, buckets=(), device: torch.device | None = None,
                  parallel: Parallel | None = None, dataset_fingerprint: str = ""):
         self.denoiser = denoiser
-        self.data = data
         self.cfg = config.validate()
+        # The strategy may leave samples out (an audio-video run excluding silent clips); ``excluded`` lists them.
+        self.data, self.excluded = strategies.select_data(self.cfg, data)
+        data = self.data
         self.output_dir = Path(output_dir)
         self.checkpoint_dir = self.output_dir / "checkpoints"
         self.on_event = on_event or (lambda event: None)
