@@ -20,10 +20,10 @@ from trainer_core.training.sampling import lora_applied
 from trainer_core.training.trainer import LoraTrainer
 
 PRETRAIN_STEPS = 200
-LORA_STEPS = 100
-LEARNED = 0.01
-"""Held-out concept loss with the trigger must fall by at least 1 % (a noise LoRA of the same norm raises it ~1 %;
-measured: trained -1.6 %)."""
+LORA_STEPS = 300
+LEARNED = 0.02
+"""Held-out concept loss with the trigger must fall by at least 2 % (a noise LoRA of the same norm raises it ~1 %;
+measured 2026-12-08: trained -3.5 %)."""
 BOUND = 0.5
 """... and without the trigger by at most half as much (binding; not reached yet, see the xfail below)."""
 MAX_BLEED = 0.05
@@ -96,7 +96,7 @@ def test_lora_learns_the_concept_and_barely_bleeds(bed, trained):
     assert json.loads(trained.metadata()["learning_check"])["verdict"] == trained.learning.verdict
 
 
-@pytest.mark.xfail(strict=True, reason="100 CI-budget LoRA steps on this bed learn the concept but do not bind it to "
+@pytest.mark.xfail(strict=True, reason="300 CI-budget LoRA steps on this bed learn the concept but do not bind it to "
                    "the trigger yet (held-out loss falls about as much without it); needs a stronger base or longer "
                    "training than CI's budget")
 def test_lora_is_bound_to_the_trigger(bed, trained):

@@ -106,7 +106,8 @@ def write_concept_dataset(folder: str | Path, *, roles=ROLES, trigger: str = TRI
         for n, (kind, colour, motion, background) in enumerate(_ROLES[role]):
             path = target / f"{role}_{n:02d}.mp4"
             text = caption(kind, colour, motion, background, trigger)
-            if path.exists() and path.with_suffix(".txt").read_text(encoding="utf-8").strip() == text:
+            sidecar = path.with_suffix(".txt")
+            if path.exists() and sidecar.exists() and sidecar.read_text(encoding="utf-8").strip() == text:
                 # Kept: the encoder's bytes are not reproducible from process to process, and new bytes would
                 # re-key (and re-encode) the latent cache built from these clips.
                 continue
