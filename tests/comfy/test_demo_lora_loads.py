@@ -1,5 +1,5 @@
-"""The LoRA the README's main-job command writes loads in stock LoraLoaderModelOnly on a tiny LTX-2.3 checkpoint
-with no "lora key not loaded" warning, and changes the model's output."""
+"""The LoRA the README's main-job command writes loads in stock LoraLoaderModelOnly on a tiny LTX-2.3 checkpoint of
+the demo model's widths with no "lora key not loaded" warning, and changes the model's output."""
 
 import logging
 import shutil
@@ -8,11 +8,12 @@ import tiny_checkpoint as tc
 import torch
 
 
-def test_demo_lora_loads_in_comfyui(run_node, tiny_ltx23_ckpt, comfy_env, tmp_path, caplog):
+def test_demo_lora_loads_in_comfyui(run_node, comfy_extras, comfy_env, tmp_path, caplog):
     from trainer_core import demo
-    assert demo.main(["--out", str(tmp_path), "--steps", "20"]) == 0
+    assert demo.main(["--out", str(tmp_path), "--steps", "20", "--pretrain-steps", "20"]) == 0
     shutil.copy(tmp_path / "loras" / "ltx23_demo_lora.safetensors", comfy_env.path("models", "loras", "demo.safetensors"))
-    model, _, _ = run_node("CheckpointLoaderSimple", ckpt_name=tiny_ltx23_ckpt)
+    tc.write_tiny_checkpoint(str(comfy_env.path("models", "checkpoints", "demo-width.safetensors")), learnable=True)
+    model, _, _ = run_node("CheckpointLoaderSimple", ckpt_name="demo-width.safetensors")
     with caplog.at_level(logging.WARNING):
         (patched,) = run_node("LoraLoaderModelOnly", model=model, lora_name="demo.safetensors", strength_model=1.0)
     assert "lora key not loaded" not in caplog.text

@@ -174,11 +174,15 @@ VOCODER_CONFIG = {
 
 VERSIONS = tuple(TRANSFORMER_CONFIGS)
 
+# The demo's and the learning bed's wider 2.3 model (trainer_core's "learnable" diffusers size).
+LEARNABLE_2_3 = {"num_attention_heads": 4, "attention_head_dim": 16, "cross_attention_dim": 64,
+                 "connector_num_attention_heads": 4, "connector_attention_head_dim": 16}
 
-def checkpoint_config(version: str = "2.3") -> dict:
+
+def checkpoint_config(version: str = "2.3", learnable: bool = False) -> dict:
     """The ``config`` metadata object of a tiny checkpoint (a fresh copy: callers may edit it)."""
     return copy.deepcopy({
-        "transformer": TRANSFORMER_CONFIGS[version],
+        "transformer": {**TRANSFORMER_CONFIGS[version], **(LEARNABLE_2_3 if learnable else {})},
         "vae": VAE_CONFIGS[version],
         "audio_vae": AUDIO_VAE_CONFIG,
         "vocoder": VOCODER_CONFIG,
@@ -225,14 +229,15 @@ def _randomize(module: torch.nn.Module, generator: torch.Generator,
     return sd
 
 
-def build_state_dict(version: str = "2.3", seed: int = 0) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+def build_state_dict(version: str = "2.3", seed: int = 0,
+                     learnable: bool = False) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Full-checkpoint state dict and safetensors metadata; deterministic in ``seed``."""
     import comfy.ops
     from comfy.ldm.lightricks.av_model import LTXAVModel
     from comfy.ldm.lightricks.vae.audio_vae import AudioVAE
     from comfy.ldm.lightricks.vae.causal_video_autoencoder import VideoVAE
 
-    config = checkpoint_config(version)
+    config = checkpoint_config(version, learnable)
     metadata = {"config": json.dumps(config)}
     generator = torch.Generator().manual_seed(seed)
     sd = {}
@@ -251,11 +256,11 @@ def build_state_dict(version: str = "2.3", seed: int = 0) -> tuple[dict[str, tor
     return {k: v.contiguous() for k, v in sd.items()}, metadata
 
 
-def write_tiny_checkpoint(path: str, version: str = "2.3", seed: int = 0) -> str:
+def write_tiny_checkpoint(path: str, version: str = "2.3", seed: int = 0, learnable: bool = False) -> str:
     """Writes a tiny full checkpoint to ``path`` and returns it."""
     from safetensors.torch import save_file
 
-    sd, metadata = build_state_dict(version, seed)
+    sd, metadata = build_state_dict(version, seed, learnable)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     save_file(sd, path, metadata=metadata)
     return path
