@@ -89,13 +89,13 @@ class ComfyLTXDenoiser:
             return DenoiserOutput(video=out[0][:, :, :inputs.video.shape[2]], audio=out[1])
         return DenoiserOutput(video=out[:, :, :inputs.video.shape[2]])
 
-    def _block(self, index: int, cross: dict):
+    def _block(self, index: int, cross: dict | None = None):
         # Bound by index: ComfyUI's ``original_block`` closes over its loop variable, so a checkpoint recompute
         # calling it later would run the last block instead.
         block = self.dm.transformer_blocks[index]
 
         def run(args, extra):
-            kwargs = {**args, **cross}
+            kwargs = {**args, **(cross or {})}
             vx, ax = kwargs.pop("img")
             # Only the switches the block reads: the full options carry every block's hook, which a compiled
             # block would otherwise have to guard on.

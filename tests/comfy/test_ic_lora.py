@@ -45,7 +45,7 @@ def trained(run_node, comfy_pack, tiny_ltx23_ckpt, tmp_path_factory):
         _write(root / f"clip{i}.mp4", 1 - ref)
         (root / f"clip{i}.txt").write_text(CAPTION)
     dataset, _ = run_node("LTX23Trainer_DatasetLoader", folder=str(root), recursive=False, trigger_word="",
-                          trigger_position="start", strict=True)
+                          trigger_position="start", strict=False)
     samples, _, _ = run_node("LTX23Trainer_FrameTrimmer", dataset=dataset, buckets=f"{SIZE}x{SIZE}x{FRAMES}",
                              target_fps=0.0, window="start", max_windows=1, no_upscale=False, seed=0)
     cache, summary, _ = run_node("LTX23Trainer_LatentPrecompute", samples=samples, vae=vae,
@@ -88,8 +88,8 @@ def test_sweep_with_a_held_out_reference_gets_closer_to_the_ground_truth(run_nod
     held_out = _pattern(100)
     args = dict(model=model, vae=vae, lora=lora, cache=cache, trigger="", trigger_prompts=CAPTION,
                 off_topic_prompts="", seeds=2, first_seed=0, steps=8, cfg=1.0, width=SIZE, height=SIZE,
-                frames=FRAMES, fps=24.0, save_clips=False, ground_truth=1 - held_out)
-    sweep, recommended, report, grid_frame = run_node("LTX23Trainer_ValidationSweep", strengths="0, 0.5, 1.0",
+                frames=FRAMES, fps=24.0, save_clips=False, ground_truth=1 - held_out, preset="custom")
+    sweep, recommended, report, grid_frame, _ = run_node("LTX23Trainer_ValidationSweep", strengths="0, 0.5, 1.0",
                                                       reference=held_out, **args)
     log.info("IC sweep on a held-out pair:\n%s", report)
     scores = {s["strength"]: s for s in sweep["scores"]["strengths"]}

@@ -16,7 +16,7 @@ from comfy_harness import FakeClip
 
 SWEEP = "LTX23Trainer_ValidationSweep"
 ARGS = dict(trigger="sks", trigger_prompts="sks a red ball bouncing", off_topic_prompts="a quiet forest",
-            strengths="0, 1", seeds=2, first_seed=0, steps=2, width=64, height=64, frames=9, fps=24.0)
+            strengths="0, 1", seeds=2, first_seed=0, steps=2, width=64, height=64, frames=9, fps=24.0, preset="custom")
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +68,7 @@ def _corr(a, b):
 
 def test_grid_carries_each_cells_sound_and_it_differs_between_strength_0_and_1(run_node, setup):
     s = setup
-    result, _, report, _ = run_node(SWEEP, model=s["model"], vae=s["vae"], lora=s["lora"], clip=s["clip"],
+    result, _, report, _, _ = run_node(SWEEP, model=s["model"], vae=s["vae"], lora=s["lora"], clip=s["clip"],
                                     audio_vae=s["audio_vae"], **ARGS)
     rows, cols = 3 * 2, 2  # (trigger, no trigger, off-topic) x 2 seeds; strengths 0 and 1
     wave, rate, frames = _decode_audio(result["grid"])
@@ -107,7 +107,7 @@ def test_grid_carries_each_cells_sound_and_it_differs_between_strength_0_and_1(r
 
 def test_audio_half_can_be_held_at_its_own_strength(run_node, setup):
     s = setup
-    result, _, report, _ = run_node(SWEEP, model=s["model"], vae=s["vae"], lora=s["lora"], clip=s["clip"],
+    result, _, report, _, _ = run_node(SWEEP, model=s["model"], vae=s["vae"], lora=s["lora"], clip=s["clip"],
                                     audio_vae=s["audio_vae"], audio_strength=0.0, save_clips=False,
                                     **{**ARGS, "seeds": 1})
     assert result["audio"]["audio_strength"] == 0.0 and result["audio"]["scores"] is None
