@@ -9,9 +9,10 @@ from pathlib import Path
 import comfy.model_management as mm
 import comfy.utils
 import folder_paths
-from comfy_api.latest import io, ui
+from comfy_api.latest import io
 
 from ..comfy_adapters.captioner import ComfyCaptioner, token_counter
+from ..comfy_adapters.report import report_ui
 from ..trainer_core.atomic import write_text_atomic
 from ..trainer_core.data import captioning, dataset
 
@@ -87,7 +88,7 @@ class CaptionDataset(io.ComfyNode):
         write_text_atomic(report_path, json.dumps([dataclasses.asdict(r) for r in report.rows], indent=1,
                                                   ensure_ascii=False))
         text += f"\n\nJSON report: {report_path}"
-        return io.NodeOutput(handle, text, ui=ui.PreviewText(text))
+        return io.NodeOutput(handle, text, ui=report_ui(text, verdict=text.splitlines()[0] if text else None))
 
 
 def _reload(config: dataset.DatasetConfig, count_tokens, captions_report: str) -> dataset.DatasetHandle:

@@ -12,7 +12,7 @@ import os
 import re
 
 import torch
-from comfy_api.latest import io, ui
+from comfy_api.latest import io
 
 
 from ..trainer_core.training.checkpoints import latest_checkpoint
@@ -20,6 +20,7 @@ from ..trainer_core.training.config import RECIPES, TrainConfig, recipe_config
 from ..trainer_core.cache.integrity import verify_cache
 from ..trainer_core.output.lora_file import LoraFile, comfy_state_dict
 from ..comfy_adapters.job_export import export_job
+from ..comfy_adapters.report import report_ui
 from ..comfy_adapters.progress import workflow_id
 from ..comfy_adapters.cross_timestep import cross_timestep_note
 from ..trainer_core.training.strategies.audio_video import SILENT_CLIP_CHOICES, silent_clips_note
@@ -239,7 +240,8 @@ class LoraTrainerNode(io.ComfyNode):
 
         # Nothing was trained here: nodes that need the LoRA wait for the job's file instead of failing.
         skipped = ExecutionBlocker(None)
-        return io.NodeOutput(skipped, skipped, skipped, report, ui=ui.PreviewText(report))
+        return io.NodeOutput(skipped, skipped, skipped, report,
+                             ui=report_ui(report, verdict="exported as a job: run the command below", tone="info"))
 
 
 NODES = [LoraTrainerNode]

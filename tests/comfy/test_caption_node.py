@@ -82,7 +82,7 @@ def test_captions_missing_clips_through_comfy_generate(run_node, tiny_gemma_clip
     assert captions["a.mp4"] == "sks a square drifts, my own words"
     assert captions["b.mp4"].startswith("sks ") and captions["b.mp4"][4:] == \
         (clips / "b.txt").read_text(encoding="utf-8").strip()
-    assert "kept" in report and "new" in report and run.ui["text"]
+    assert "kept" in report and "new" in report and run.ui["ltx23_report"][0]["text"]
     # The encoder stays loaded after captioning, so Latent Precompute's text phase reuses it without a reload.
     import comfy.model_management as mm
 
