@@ -15,22 +15,6 @@ def pack_modules(comfy_pack):
     return lambda sub: importlib.import_module(f"{name}.{sub}")
 
 
-def _dit():
-    import comfy.ops
-    from comfy.ldm.lightricks.av_model import LTXAVModel
-
-    dm = LTXAVModel(**tc.checkpoint_config("2.3")["transformer"], dtype=torch.float64, device="cpu",
-                    operations=comfy.ops.disable_weight_init)
-    gen = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for name, p in dm.named_parameters():
-            if p.ndim == 1 and "norm" in name and name.endswith(".weight"):
-                p.fill_(1.0)
-            else:
-                p.copy_(torch.randn(p.shape, generator=gen, dtype=torch.float64).mul(0.3 / max(1, p.shape[-1]) ** 0.5))
-    return dm
-
-
 @pytest.mark.parametrize("factor", [1, 2])
 def test_training_reference_tokens_equal_comfyui_ic_guide_sampling_forward(pack_modules, factor):
     """The pack's training forward (reference tokens at the strategy's positions) predicts what ComfyUI's model
@@ -42,7 +26,7 @@ def test_training_reference_tokens_equal_comfyui_ic_guide_sampling_forward(pack_
     guide = pack_modules("comfy_adapters.ic_guide")
     positions = pack_modules("trainer_core.training.positions")
     DenoiserInput = pack_modules("trainer_core.training.denoiser").DenoiserInput
-    dm = _dit()
+    dm = tc.random_dit("2.3", torch.float64)
     gen = torch.Generator().manual_seed(1)
     f, h, w = 3, 4, 4
     x = torch.randn(1, 128, f, h, w, generator=gen, dtype=torch.float64)

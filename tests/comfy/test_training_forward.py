@@ -21,23 +21,6 @@ def pack_modules(comfy_pack):
     return load
 
 
-def _dit(version: str, dtype=torch.float32, seed: int = 0):
-    """A tiny LTXAVModel built the way ComfyUI builds it, with random weights (float64 for the gradient check)."""
-    import comfy.ops
-    from comfy.ldm.lightricks.av_model import LTXAVModel
-
-    cfg = tc.checkpoint_config(version)["transformer"]
-    dm = LTXAVModel(**cfg, dtype=dtype, device="cpu", operations=comfy.ops.disable_weight_init)
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in dm.named_parameters():
-            if p.ndim == 1 and "norm" in name and name.endswith(".weight"):
-                p.fill_(1.0)
-            else:
-                p.copy_(torch.randn(p.shape, generator=gen, dtype=torch.float64).mul(0.3 / max(1, p.shape[-1]) ** 0.5))
-    return dm
-
-
 def _inputs(dm, audio: bool, dtype=torch.float32, seed: int = 1):
     gen = torch.Generator().manual_seed(seed)
     widths = sum((dm.cross_attention_dim, dm.audio_cross_attention_dim) if dm.caption_proj_before_connector
@@ -64,7 +47,7 @@ def _forward(dm, x, timesteps, context, block_fn=None):
 @pytest.mark.parametrize("audio", [True, False])
 def test_training_forward_equals_comfyui_forward(pack_modules, version, audio):
     denoiser_mod = pack_modules("comfy_adapters.denoiser")
-    dm = _dit(version)
+    dm = tc.random_dit(version)
     x, timesteps, context = _inputs(dm, audio)
     den = denoiser_mod.ComfyLTXDenoiser(dm)
     assert den.base_model_version == ("ltx-2.3" if version == "2.3" else "ltx-2.0")
@@ -83,7 +66,7 @@ def test_training_forward_equals_comfyui_forward(pack_modules, version, audio):
 def test_float64_gradients_match_central_finite_differences(pack_modules, checkpointing):
     denoiser_mod = pack_modules("comfy_adapters.denoiser")
     lora_mod = pack_modules("trainer_core.training.lora")
-    dm = _dit("2.3", dtype=torch.float64)
+    dm = tc.random_dit("2.3", dtype=torch.float64)
     x, timesteps, context = _inputs(dm, audio=True, dtype=torch.float64)
     den = denoiser_mod.ComfyLTXDenoiser(dm)
     den.set_gradient_checkpointing(checkpointing)
@@ -125,7 +108,7 @@ def test_compiled_block_gives_exact_gradients_with_one_graph_for_every_block(pac
     block_compile = pack_modules("comfy_adapters.block_compile")
     denoiser_mod = pack_modules("comfy_adapters.denoiser")
     lora_mod = pack_modules("trainer_core.training.lora")
-    dm = _dit("2.3", dtype=torch.float64)
+    dm = tc.random_dit("2.3", dtype=torch.float64)
     x, timesteps, context = _inputs(dm, audio=False, dtype=torch.float64)
     den = denoiser_mod.ComfyLTXDenoiser(dm)
     den.set_gradient_checkpointing(True)
@@ -161,7 +144,7 @@ def test_a_failing_compiler_falls_back_to_the_eager_block_and_says_so(pack_modul
 
     block_compile = pack_modules("comfy_adapters.block_compile")
     denoiser_mod = pack_modules("comfy_adapters.denoiser")
-    dm = _dit("2.3")
+    dm = tc.random_dit("2.3")
     x, timesteps, context = _inputs(dm, audio=False)
     den = denoiser_mod.ComfyLTXDenoiser(dm)
 
@@ -182,7 +165,7 @@ def test_a_failing_compiler_falls_back_to_the_eager_block_and_says_so(pack_modul
 def test_blocks_run_eagerly_where_compiling_cannot_pay_and_the_log_says_why(pack_modules, caplog):
     block_compile = pack_modules("comfy_adapters.block_compile")
     with caplog.at_level("INFO"):
-        runner = block_compile.choose_runner(_dit("2.3"), torch.device("cpu"))
+        runner = block_compile.choose_runner(tc.random_dit("2.3"), torch.device("cpu"))
     assert runner.mode == "eager"
     assert "run eagerly (not compiled): the device is cpu" in caplog.text
 
@@ -191,7 +174,7 @@ def test_self_check_refuses_a_changed_comfyui_block(pack_modules, monkeypatch):
     denoiser_mod = pack_modules("comfy_adapters.denoiser")
     from comfy.ldm.lightricks.av_model import BasicAVTransformerBlock
 
-    dm = _dit("2.3")
+    dm = tc.random_dit("2.3")
     assert denoiser_mod.ensure_training_forward_matches(dm, torch.device("cpu")).ok
     original = BasicAVTransformerBlock.forward
 

@@ -320,3 +320,20 @@ def dit_forward(model, inputs: dict) -> tuple[torch.Tensor, torch.Tensor]:
         video, audio = model.model.diffusion_model(
             [inputs["video"], inputs["audio"]], inputs["sigma"], inputs["context"], frame_rate=inputs["frame_rate"])
     return video, audio
+
+
+def random_dit(version: str, dtype=torch.float32, seed: int = 0):
+    """A tiny LTXAVModel built the way ComfyUI builds it, with random weights (float64 for the gradient check)."""
+    import comfy.ops
+    from comfy.ldm.lightricks.av_model import LTXAVModel
+
+    cfg = checkpoint_config(version)["transformer"]
+    dm = LTXAVModel(**cfg, dtype=dtype, device="cpu", operations=comfy.ops.disable_weight_init)
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in dm.named_parameters():
+            if p.ndim == 1 and "norm" in name and name.endswith(".weight"):
+                p.fill_(1.0)
+            else:
+                p.copy_(torch.randn(p.shape, generator=gen, dtype=torch.float64).mul(0.3 / max(1, p.shape[-1]) ** 0.5))
+    return dm
