@@ -11,9 +11,9 @@ from __future__ import annotations
 import importlib
 
 import pytest
+import tiny_checkpoint as tc
 import torch
 
-from test_training_forward import _dit
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +74,7 @@ def _rel(a, b):
 
 
 def test_training_forward_equals_comfyui_blocks_fed_ltx_core_cross_timesteps(denoiser_mod, denoiser_input):
-    dm = _dit("2.3")
+    dm = tc.random_dit("2.3")
     video, audio, v_t, a_t, v_sigma, a_sigma, context = _case(dm)
     den = denoiser_mod.ComfyLTXDenoiser(dm)
     with torch.no_grad():
@@ -88,14 +88,14 @@ def test_training_forward_equals_comfyui_blocks_fed_ltx_core_cross_timesteps(den
 
 
 def test_self_check_compares_against_the_corrected_reference_and_names_the_installed_convention(denoiser_mod):
-    dm = _dit("2.3")
+    dm = tc.random_dit("2.3")
     report = denoiser_mod.check_block_parity(dm, torch.device("cpu"))
     assert report.ok
     assert report.cross_timestep_convention == "comfyui-0.20"
 
 
 def test_video_only_training_is_unaffected(denoiser_mod, denoiser_input):
-    dm = _dit("2.3")
+    dm = tc.random_dit("2.3")
     video, _, v_t, _, v_sigma, _, context = _case(dm)
     with torch.no_grad():
         ours = denoiser_mod.ComfyLTXDenoiser(dm)(denoiser_input(video=video, video_timesteps=v_t, sigma=v_sigma,
