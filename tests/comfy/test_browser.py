@@ -267,7 +267,12 @@ def test_a_workflow_opened_afterwards_shows_no_foreign_run_then_runs_its_own(pag
     saved = _wait_report(page, SAVE_ID, "saved as")
     _wait_idle(server)
     assert "saved as ltx23/style_lora_00001.safetensors in models/loras" in saved["text"], saved
-    assert "3 usable, 0 excluded" in _report(page, LOADER_ID)["text"]
+    # The front end may drop an off-screen node's widgets from the page: bring the loader into view to read it.
+    _show(page, LOADER_ID)
+    assert "3 usable, 0 excluded" in _wait_report(page, LOADER_ID, "usable", timeout=60_000)["text"]
+    _show(page, TRAINER_ID)
+    page.wait_for_function("""(id) => document.querySelector(`.ltx23-panel[data-node="${id}"]`)?.dataset.state
+        === 'done'""", arg=TRAINER_ID, timeout=60_000)
     done = _panel(page)
     assert done["state"] == "done" and done["graph"] == graph
 
